@@ -1,0 +1,1 @@
+"""sms-send: a Slack app that sends WhatCounts SMS campaigns once approvers agree."""

@@ -1,0 +1,90 @@
+"""The append-only audit trail: every decision, who made it, and when."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from bot.db import utcnow
+from bot.models import AuditEvent
+
+EVENTS = frozenset({
+    "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",
+    "failed", "unknown", "resolved", "grant", "revoke",
+})
+
+
+def record(session: Session, event: str, actor_id: str, *, request_id: str | None = None,
+           sender_code: str | None = None, **details: Any) -> None:
+    """Add one event to the caller's transaction, so it commits or rolls back with the change."""
+    assert event in EVENTS, event
+    session.add(AuditEvent(at=utcnow(), event=event, actor_id=actor_id, request_id=request_id,
+                           sender_code=sender_code, details=details))
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    since: datetime | None = None
+    until: datetime | None = None
+    user_id: str | None = None
+    sender_code: str | None = None
+    request_id: str | None = None
+
+
+def query(session: Session, where: AuditFilter) -> Iterator[AuditEvent]:
+    stmt = select(AuditEvent).order_by(AuditEvent.id)
+    if where.since:
+        stmt = stmt.where(AuditEvent.at >= where.since)
+    if where.until:
+        stmt = stmt.where(AuditEvent.at < where.until)
+    if where.user_id:
+        stmt = stmt.where(AuditEvent.actor_id == where.user_id)
+    if where.sender_code:
+        stmt = stmt.where(AuditEvent.sender_code == where.sender_code)
+    if where.request_id:
+        stmt = stmt.where(AuditEvent.request_id == where.request_id)
+    yield from session.scalars(stmt.execution_options(yield_per=1000))
+
+
+COLUMNS = ("id", "at", "event", "actor_id", "request_id", "sender_code", "details")
+
+
+def _row(event: AuditEvent) -> dict[str, Any]:
+    return {"id": event.id, "at": event.at.isoformat(timespec="seconds") + "Z", "event": event.event,
+            "actor_id": event.actor_id, "request_id": event.request_id,
+            "sender_code": event.sender_code, "details": event.details}
+
+
+def to_jsonl(events: Iterable[AuditEvent]) -> Iterator[str]:
+    for event in events:
+        yield json.dumps(_row(event), ensure_ascii=False, sort_keys=True) + "\n"
+
+
+def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    for event in events:
+        row = _row(event)
+        row["details"] = json.dumps(row["details"], ensure_ascii=False, sort_keys=True)
+        writer.writerow(row)
+        yield buffer.getvalue()
+        buffer.seek(0)
+        buffer.truncate()
+    yield buffer.getvalue()
+
+
+def to_table(events: Iterable[AuditEvent]) -> Iterator[str]:
+    for event in events:
+        row = _row(event)
+        details = " ".join(f"{k}={v}" for k, v in sorted(row["details"].items()))
+        yield (f"{row['at']}  {row['event']:<9}  {row['actor_id']:<12}  {row['request_id'] or '-':<12}  "
+               f"{row['sender_code'] or '-':<12}  {details}\n")

@@ -1,0 +1,116 @@
+"""Settings from the environment (and a `.env` file), checked once at start.
+
+Every problem is collected, so one start names all of them, each with where its value
+comes from. Secrets are kept out of `repr()` so a settings object can never leak into a log.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+from dotenv import find_dotenv, load_dotenv
+
+DEFAULT_DATABASE_URL = "sqlite:///sms-bot.db"
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+
+SLACK_APP = "your Slack app's settings page"
+WHATCOUNTS_API = "WhatCounts: Settings > API"
+
+
+class ConfigError(Exception):
+    """Raised with every configuration problem found, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str = DEFAULT_DATABASE_URL
+    slack_bot_token: str = field(default="", repr=False)
+    slack_signing_secret: str = field(default="", repr=False)
+    slack_app_token: str = field(default="", repr=False)
+    slack_api_url: str = DEFAULT_SLACK_API_URL
+    whatcounts_url: str = ""
+    whatcounts_realm: str = ""
+    whatcounts_password: str = field(default="", repr=False)
+    whatcounts_timeout: float = 30.0
+    request_ttl_minutes: float = 60.0
+    sweep_interval_seconds: float = 30.0
+
+
+def load_dotenv_file() -> None:
+    """Load `.env` from the working directory (or a parent); real environment wins."""
+    load_dotenv(find_dotenv(usecwd=True), override=False)
+
+
+def _positive_number(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if value <= 0:
+        problems.append(f"{name} must be a positive number of {_UNITS[name]}, got {raw!r}.")
+        return default
+    return value
+
+
+_UNITS = {
+    "WHATCOUNTS_TIMEOUT": "seconds",
+    "REQUEST_TTL_MINUTES": "minutes",
+    "SWEEP_INTERVAL_SECONDS": "seconds",
+}
+
+
+def _http_url(raw: str) -> bool:
+    parts = urlsplit(raw)
+    return parts.scheme in ("http", "https") and bool(parts.netloc)
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, whatcounts: bool = True) -> Settings:
+    """Read settings; `slack`/`whatcounts` say whether this command needs those parts."""
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    def required(name: str, origin: str, prefix: str = "") -> str:
+        value = env.get(name, "").strip()
+        if not value:
+            problems.append(f"{name} is not set (from {origin}).")
+        elif prefix and not value.startswith(prefix):
+            problems.append(f"{name} must start with {prefix!r} (from {origin}).")
+        return value
+
+    values: dict[str, object] = {
+        "database_url": env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        "request_ttl_minutes": _positive_number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
+        "sweep_interval_seconds": _positive_number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
+    }
+    if slack:
+        values["slack_bot_token"] = required("SLACK_BOT_TOKEN", f"{SLACK_APP}, OAuth & Permissions: Bot User OAuth Token", "xoxb-")
+        values["slack_signing_secret"] = required("SLACK_SIGNING_SECRET", f"{SLACK_APP}, Basic Information: Signing Secret")
+        app_token = env.get("SLACK_APP_TOKEN", "").strip()
+        if app_token and not app_token.startswith("xapp-"):
+            problems.append(f"SLACK_APP_TOKEN must start with 'xapp-' (from {SLACK_APP}, Basic Information: App-Level Tokens).")
+        values["slack_app_token"] = app_token
+        api_url = env.get("SLACK_API_URL", "").strip() or DEFAULT_SLACK_API_URL
+        if not _http_url(api_url):
+            problems.append(f"SLACK_API_URL must be an http(s) URL such as {DEFAULT_SLACK_API_URL}, got {api_url!r}.")
+        values["slack_api_url"] = api_url if api_url.endswith("/") else api_url + "/"
+    if whatcounts:
+        url = required("WHATCOUNTS_URL", f"{WHATCOUNTS_API}: your site, e.g. https://api.whatcounts.net")
+        if url and not _http_url(url):
+            problems.append(f"WHATCOUNTS_URL must be an http(s) URL such as https://api.whatcounts.net, got {url!r}.")
+        values["whatcounts_url"] = url.rstrip("/")
+        values["whatcounts_realm"] = required("WHATCOUNTS_REALM", f"{WHATCOUNTS_API}: realm name")
+        values["whatcounts_password"] = required("WHATCOUNTS_PASSWORD", f"{WHATCOUNTS_API}: API password")
+        values["whatcounts_timeout"] = _positive_number(env, "WHATCOUNTS_TIMEOUT", 30.0, problems)
+    if problems:
+        raise ConfigError(problems)
+    return Settings(**values)  # type: ignore[arg-type]

@@ -1,0 +1,66 @@
+"""What a send request is made of, and the checks on what a person typed."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+MAX_NAME = 255
+MAX_DESCRIPTION = 500
+MAX_GROUP = 255
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
+_SENDER_CODE = re.compile(r"\d{5,6}|\d{10}|1\d{10}")
+
+
+@dataclass(frozen=True)
+class RequestFields:
+    """Exactly what will be sent to WhatCounts; an approval is given for these values."""
+
+    message_name: str
+    sender_code: str
+    campaign_name: str
+    description: str | None = None
+    group_name: str | None = None
+
+
+def normalize_sender_code(text: str) -> str | None:
+    """Digits of a short code (5-6) or a US long number (10, or 11 with a leading 1); None if neither."""
+    digits = _SENDER_CODE_PUNCTUATION.sub("", text.strip()).removeprefix("+")
+    return digits if _SENDER_CODE.fullmatch(digits) else None
+
+
+def _text(value: str | None, label: str, limit: int, errors: dict[str, str], key: str,
+          required: bool) -> str | None:
+    value = (value or "").strip()
+    if not value:
+        if required:
+            errors[key] = f"Enter a {label}."
+        return None
+    if len(value) > limit:
+        errors[key] = f"{label.capitalize()} is {len(value)} characters; the limit is {limit}."
+    elif _CONTROL.search(value):
+        errors[key] = f"{label.capitalize()} contains a line break or control character; remove it."
+    return value
+
+
+def parse_fields(message_name: str | None, sender_code: str | None, campaign_name: str | None,
+                 description: str | None, group_name: str | None) -> tuple[RequestFields | None, dict[str, str]]:
+    """Check raw input. Returns the fields, or None and an error per field key."""
+    errors: dict[str, str] = {}
+    message = _text(message_name, "message name", MAX_NAME, errors, "message_name", True)
+    campaign = _text(campaign_name, "campaign name", MAX_NAME, errors, "campaign_name", True)
+    desc = _text(description, "description", MAX_DESCRIPTION, errors, "description", False)
+    group = _text(group_name, "group name", MAX_GROUP, errors, "group_name", False)
+    code = None
+    if not (sender_code or "").strip():
+        errors["sender_code"] = "Enter a sender code."
+    else:
+        code = normalize_sender_code(sender_code or "")
+        if code is None:
+            errors["sender_code"] = ("A sender code is a short code (5 or 6 digits) or a US phone "
+                                     "number (10 digits, or 11 starting with 1).")
+    if errors or message is None or campaign is None or code is None:
+        return None, errors
+    return RequestFields(message, code, campaign, desc, group), {}

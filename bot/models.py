@@ -1,0 +1,127 @@
+"""Tables. Alembic migrations in `migrations/` are the only way they are created."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from bot.db import utcnow
+
+ALL_SENDER_CODES = "*"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Role(enum.StrEnum):
+    REQUESTER = "requester"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+class State(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    UNKNOWN = "unknown"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+OPEN_STATES = (State.PENDING, State.SENDING)
+
+
+class Grant(Base):
+    """A user's role, for one sender code or for all of them (`*`)."""
+
+    __tablename__ = "grants"
+    __table_args__ = (UniqueConstraint("user_id", "role", "sender_code", name="uq_grants_user_role_code"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(32))
+    role: Mapped[str] = mapped_column(String(16))
+    sender_code: Mapped[str] = mapped_column(String(32), default=ALL_SENDER_CODES)
+    granted_by: Mapped[str] = mapped_column(String(64))
+    granted_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SenderCode(Base):
+    """Per-sender-code rules. A code with no row gets the defaults below."""
+
+    __tablename__ = "sender_codes"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label: Mapped[str] = mapped_column(String(100), default="")
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1)
+    allow_self_approval: Mapped[bool] = mapped_column(default=False)
+
+
+class SendRequest(Base):
+    """One requested send and its life cycle. Fields sent to WhatCounts never change."""
+
+    __tablename__ = "send_requests"
+    __table_args__ = (
+        Index("ix_send_requests_state_expires", "state", "expires_at"),
+        Index("ix_send_requests_card_sync", "card_version", "version"),
+    )
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default=State.PENDING)
+    requester_id: Mapped[str] = mapped_column(String(32))
+    team_id: Mapped[str] = mapped_column(String(32), default="")
+    channel_id: Mapped[str] = mapped_column(String(32))
+    card_ts: Mapped[str] = mapped_column(String(32))
+    message_name: Mapped[str] = mapped_column(String(255))
+    sender_code: Mapped[str] = mapped_column(String(32))
+    campaign_name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    group_name: Mapped[str | None] = mapped_column(String(255))
+    approvals_required: Mapped[int] = mapped_column(Integer, default=1)
+    allow_self_approval: Mapped[bool] = mapped_column(default=False)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    # Set with the SENDING state: past it, a request still SENDING lost its process.
+    sending_deadline: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    # Who rejected, cancelled or sent it, and why it stopped, for the card.
+    closed_by: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    whatcounts_id: Mapped[str | None] = mapped_column(String(64))
+    whatcounts_status: Mapped[str | None] = mapped_column(String(64))
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    error_text: Mapped[str | None] = mapped_column(Text)
+    # `version` moves with every change; the card shows `card_version`. A sweep
+    # re-renders cards that lag behind, so a failed card update is retried, not lost.
+    version: Mapped[int] = mapped_column(Integer, default=1)
+    card_version: Mapped[int] = mapped_column(Integer, default=1)
+    outcome_posted: Mapped[bool] = mapped_column(default=False)
+
+
+class Approval(Base):
+    __tablename__ = "approvals"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("send_requests.id"), primary_key=True)
+    approver_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    approved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only: rows are inserted, never updated or deleted."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    event: Mapped[str] = mapped_column(String(32))
+    actor_id: Mapped[str] = mapped_column(String(64))
+    request_id: Mapped[str | None] = mapped_column(String(16), index=True)
+    sender_code: Mapped[str | None] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

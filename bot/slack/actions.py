@@ -1,0 +1,63 @@
+"""Approve, Reject and Cancel buttons: acknowledged at once, decided in the database off the ack path."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.models import State
+from bot.sends import Changed, Closed, Decision, Refused, SendService
+from bot.slack import blocks
+from bot.slack.cards import CardPublisher
+from bot.slack.work import BackgroundWork
+
+log = logging.getLogger(__name__)
+
+ALREADY = {
+    State.SENDING: "This request is already being handled: it is being sent now.",
+    State.SENT: "This request was already sent.",
+    State.FAILED: "This request was already handled: the send failed (see the card).",
+    State.UNKNOWN: "This request was already handled: its outcome is unknown (see the card).",
+    State.REJECTED: "This request was already rejected.",
+    State.CANCELLED: "This request was already cancelled.",
+    State.EXPIRED: "This request has expired. Run /sms-send again if it is still wanted.",
+}
+
+
+def register(app: App, service: SendService, publisher: CardPublisher, work: BackgroundWork) -> None:
+    deciders: dict[str, Callable[[str, str], Decision]] = {
+        blocks.APPROVE: service.approve, blocks.REJECT: service.reject, blocks.CANCEL: service.cancel,
+    }
+
+    def decide(action_id: str, request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
+        decision = deciders[action_id](request_id, user_id)
+        match decision:
+            case Refused(reason=reason):
+                _tell(client, channel_id, user_id, reason)
+            case Closed(view=view):
+                _tell(client, view.request.channel_id, user_id, ALREADY[State(view.request.state)])
+            case Changed(view=view, send=send):
+                publisher.refresh(view)
+                if send:
+                    publisher.show(service.execute(request_id))
+
+    def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
+        work.submit(decide, action["action_id"], str(action.get("value", "")), body["user"]["id"],
+                    channel_id, client)
+
+    for action_id in deciders:
+        app.action(action_id)(on_click)
+
+
+def _tell(client: WebClient, channel_id: str, user_id: str, text: str) -> None:
+    try:
+        client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+    except SlackApiError as exc:
+        log.warning("ephemeral reply to %s not posted: %s", user_id, exc.response.get("error"))

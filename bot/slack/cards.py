@@ -1,0 +1,87 @@
+"""Keeping approval cards and outcome messages in Slack in step with the database.
+
+A failed Slack call is logged and left for the sweep: the database says which cards lag
+behind (`card_version < version`) and which outcomes are not yet posted.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.sends import RequestView, SendService
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+
+
+class CardPublisher:
+    def __init__(self, client: WebClient, service: SendService) -> None:
+        self.client = client
+        self.service = service
+
+    def refresh(self, view: RequestView) -> None:
+        r = view.request
+        try:
+            self.client.chat_update(channel=r.channel_id, ts=r.card_ts, text=blocks.card_fallback(view),
+                                    blocks=blocks.card(view))
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("request %s: card update failed, will retry: %s", r.id, _slack_error(exc))
+            return
+        self.service.card_shown(r.id, r.version)
+
+    def post_outcome(self, view: RequestView) -> None:
+        """Post the outcome in the card's thread, broadcast to the channel; once."""
+        r = view.request
+        if not self.service.claim_outcome_post(r.id):
+            return
+        try:
+            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, reply_broadcast=True,
+                                         text=blocks.outcome_message(view))
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("request %s: outcome post failed, will retry: %s", r.id, _slack_error(exc))
+            self.service.release_outcome_post(r.id)
+
+    def show(self, view: RequestView) -> None:
+        self.refresh(view)
+        self.post_outcome(view)
+
+    def sweep(self) -> None:
+        """Expire, give up on lost sends, and catch up cards and outcomes that Slack missed."""
+        for view in self.service.expire_due() + self.service.mark_lost_sends():
+            self.show(view)
+        for view in self.service.cards_behind():
+            self.refresh(view)
+        for view in self.service.outcomes_unposted():
+            self.post_outcome(view)
+
+
+class Sweeper(threading.Thread):
+    """Runs `CardPublisher.sweep` at start and then every `interval` seconds, in every process."""
+
+    def __init__(self, publisher: CardPublisher, interval: float) -> None:
+        super().__init__(name="sms-bot-sweeper", daemon=True)
+        self.publisher = publisher
+        self.interval = interval
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while True:
+            try:
+                self.publisher.sweep()
+            except Exception:  # keep sweeping: a database blip must not stop expiry for good
+                log.exception("sweep failed; trying again in %.0f s", self.interval)
+            if self.stopped.wait(self.interval):
+                return
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def _slack_error(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "unknown error"))
+    return type(exc).__name__

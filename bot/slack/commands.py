@@ -1,0 +1,46 @@
+"""`/sms-send`: help, the no-access answer, and opening the request form."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.sends import SendService
+from bot.slack import blocks
+
+log = logging.getLogger(__name__)
+
+
+def no_access_text(user_id: str, admins: list[str]) -> str:
+    who = (", ".join(f"<@{a}>" for a in admins) + " can grant it"
+           if admins else "the bot's operator can grant it")
+    return (f"You don't have access to request SMS sends. Ask for the *requester* role: {who} "
+            f"(`sms-bot grant {user_id} requester --sender-code CODE`).")
+
+
+def register(app: App, service: SendService) -> None:
+    @app.command("/sms-send")
+    def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
+        text = (command.get("text") or "").strip()
+        if text.lower() in ("help", "-h", "--help", "?"):
+            ack(blocks.HELP)
+            return
+        if text:
+            ack(f"`/sms-send {blocks.escape(text)}` is not something I know.\n\n{blocks.HELP}")
+            return
+        user_id = command["user_id"]
+        if not service.requester_codes(user_id):
+            ack(no_access_text(user_id, service.admins()))
+            return
+        modal = blocks.request_modal(command["channel_id"], command.get("team_id", ""),
+                                     service.sender_code_choices(user_id))
+        ack()
+        try:
+            client.views_open(trigger_id=command["trigger_id"], view=modal)
+        except SlackApiError as exc:
+            log.warning("views.open failed: %s", exc.response.get("error"))
+            respond(f"Slack would not open the form ({exc.response.get('error')}). Please run /sms-send again.")

@@ -1,0 +1,33 @@
+"""A thread pool for everything that happens after an acknowledgement.
+
+Kept apart from Bolt's listener pool, so slow WhatCounts calls or Slack rate limits can
+never hold up the acknowledgement of the next click. Its threads are joined at exit, so a
+send in flight is finished and recorded before the process ends.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWork:
+    def __init__(self, max_workers: int = 16) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sms-bot-work")
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        future = self._pool.submit(fn, *args)
+        future.add_done_callback(_log_failure)
+        return future
+
+    def shutdown(self) -> None:
+        self._pool.shutdown(wait=True)
+
+
+def _log_failure(future: Future[Any]) -> None:
+    if (exc := future.exception()) is not None:
+        log.error("background work failed", exc_info=exc)

@@ -1,0 +1,165 @@
+"""The WhatCounts REST client and its typed outcomes.
+
+Only a request that certainly never reached WhatCounts (the connection was refused or
+could not be made) is tried again. Anything after the request may have been written is
+reported as `Unknown` and never retried: a send costs money and cannot be recalled.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+
+SEND_PATH = "/rest/sms/sendMessageToSenderCode"
+ACCEPT = "application/vnd.whatcounts-v1+json"
+
+
+@dataclass(frozen=True)
+class Sent:
+    id: str
+    status: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """WhatCounts answered with an error: nothing more is known than what it said."""
+
+    http_status: int
+    error: str
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """The request never reached WhatCounts."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Unknown:
+    """The request may have reached WhatCounts, but no answer came back."""
+
+    reason: str
+
+
+Outcome = Sent | Rejected | NotSent | Unknown
+
+
+def path_segment(text: str) -> str:
+    """One path segment that decodes to `text` whether the server reads `+` as a space or not.
+
+    Everything outside the unreserved characters is percent-encoded (space as %20, `+` as
+    %2B); dots too, so "." and ".." can never be read as relative path steps.
+    """
+    return quote(text, safe="").replace(".", "%2E")
+
+
+def send_url(base_url: str, message: str, sender_code: str, campaign: str,
+             description: str | None = None, group_name: str | None = None) -> str:
+    path = "/".join(path_segment(part) for part in (message, sender_code, campaign))
+    query = {name: value for name, value in (("description", description), ("groupName", group_name)) if value}
+    url = f"{base_url.rstrip('/')}{SEND_PATH}/{path}"
+    return f"{url}?{urlencode(query, quote_via=quote, safe='')}" if query else url
+
+
+def basic_auth(realm: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{realm}:{password}".encode()).decode("ascii")
+
+
+class WhatCountsClient:
+    """One per process; thread-safe (httpx.Client is)."""
+
+    CONNECT_ATTEMPTS = 3
+
+    def __init__(self, base_url: str, realm: str, password: str, timeout: float = 30.0, *,
+                 transport: httpx.BaseTransport | None = None, backoff: float = 0.5,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.connect_timeout = min(timeout, 10.0)
+        self._backoff = backoff
+        self._sleep = sleep
+        self._client = httpx.Client(
+            timeout=httpx.Timeout(timeout, connect=self.connect_timeout),
+            headers={
+                "Authorization": basic_auth(realm, password),
+                "Content-Type": "application/json",
+                "Accept": ACCEPT,
+            },
+            transport=transport,
+            follow_redirects=False,
+        )
+
+    def max_duration(self) -> float:
+        """An upper bound on one `send` call, retries included (see `SendRequest.sending_deadline`)."""
+        attempts = self.CONNECT_ATTEMPTS
+        backoff = sum(self._backoff * 2**i for i in range(attempts - 1))
+        return attempts * self.connect_timeout + backoff + 3 * self.timeout
+
+    def send(self, message: str, sender_code: str, campaign: str,
+             description: str | None = None, group_name: str | None = None) -> Outcome:
+        url = send_url(self.base_url, message, sender_code, campaign, description, group_name)
+        for attempt in range(self.CONNECT_ATTEMPTS):
+            if attempt:
+                self._sleep(self._backoff * 2 ** (attempt - 1))
+            try:
+                response = self._client.post(url)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                last_error = f"could not connect to WhatCounts ({type(exc).__name__})"
+                continue
+            except httpx.TimeoutException as exc:
+                return Unknown(f"no answer from WhatCounts within {self.timeout:g} s ({type(exc).__name__})")
+            except httpx.HTTPError as exc:
+                return Unknown(f"the connection to WhatCounts broke before it answered ({type(exc).__name__})")
+            return _read_response(response)
+        return NotSent(f"{last_error} after {self.CONNECT_ATTEMPTS} attempts")
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _read_response(response: httpx.Response) -> Outcome:
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.status_code == 200:
+        if isinstance(body, dict) and body.get("id") is not None:
+            return Sent(id=str(body["id"]), status=str(body.get("status", "")), body=body)
+        return Unknown("WhatCounts answered 200 but without a send id")
+    if isinstance(body, dict) and body.get("error"):
+        return Rejected(response.status_code, str(body["error"]))
+    text = response.text.strip()[:300] or response.reason_phrase
+    return Rejected(response.status_code, text)
+
+
+_EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"message.*(not found|does not exist|no such)", re.I | re.S),
+     "WhatCounts has no SMS message with that name: check the *Message name* (spelling and case) "
+     "in WhatCounts, then request the send again."),
+    (re.compile(r"sender", re.I), "WhatCounts has no sender with that sender code: check the *Sender code*."),
+    (re.compile(r"already exists", re.I),
+     "Something with that name already exists in WhatCounts: use a new *Campaign name*."),
+)
+
+
+def explain_rejection(http_status: int, error: str) -> str:
+    """What an error from WhatCounts means for the person who asked for the send."""
+    if http_status == 401:
+        return ("WhatCounts did not accept the bot's credentials, so nothing was sent. The bot's "
+                "WHATCOUNTS_REALM or WHATCOUNTS_PASSWORD is wrong: ask the bot's operator to fix it.")
+    if http_status == 403:
+        return "WhatCounts refused the bot access to this call: ask the bot's operator to check its API settings."
+    for pattern, explanation in _EXPLANATIONS:
+        if pattern.search(error):
+            return explanation
+    return ("WhatCounts sometimes reports an error although part of the send went out: check in "
+            "WhatCounts before requesting it again.")

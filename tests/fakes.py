@@ -1,0 +1,181 @@
+"""Slack's Web API and WhatCounts as real HTTP servers on loopback that record what they receive."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+
+@dataclass
+class Received:
+    method: str
+    raw_path: str  # exactly as sent, percent-encoding and query included
+    headers: dict[str, str]
+    body: bytes
+
+    @property
+    def path(self) -> str:
+        return urlsplit(self.raw_path).path
+
+    @property
+    def query(self) -> str:
+        return urlsplit(self.raw_path).query
+
+    def params(self) -> dict[str, Any]:
+        if self.headers.get("content-type", "").startswith("application/json"):
+            return json.loads(self.body or b"{}")
+        return dict(parse_qsl(self.body.decode()))
+
+
+class _LoopbackServer:
+    """A threaded HTTP server on 127.0.0.1 whose handler is `self.answer(received)`."""
+
+    def __init__(self) -> None:
+        self.received: list[Received] = []
+        self._lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _handle(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                received = Received(self.command, self.path, {k.lower(): v for k, v in self.headers.items()},
+                                    self.rfile.read(length))
+                with outer._lock:
+                    outer.received.append(received)
+                answer = outer.answer(received)
+                if answer is None:  # drop the connection without a word
+                    self.close_connection = True
+                    return
+                status, headers, body = answer
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _handle
+
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if result := predicate():
+                return result
+            time.sleep(0.02)
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}; received: "
+                             f"{[r.raw_path for r in self.received]}")
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body).encode()
+
+
+@dataclass
+class SlackFailure:
+    method: str
+    error: str
+    times: int | None = None  # None: every time
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class FakeSlack(_LoopbackServer):
+    """Slack's Web API (`/api/<method>`) and response URLs (`/response/...`)."""
+
+    def __init__(self) -> None:
+        self._ts = itertools.count(1)
+        self.failures: list[SlackFailure] = []
+        super().__init__()
+
+    @property
+    def api_url(self) -> str:
+        return self.url + "/api/"
+
+    def fail(self, method: str, error: str, times: int | None = None, status: int = 200,
+             headers: dict[str, str] | None = None) -> None:
+        self.failures.append(SlackFailure(method, error, times, status, headers or {}))
+
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes]:
+        if not received.path.startswith("/api/"):
+            return _json(200, {"ok": True})
+        method = received.path.removeprefix("/api/")
+        for failure in self.failures:
+            if failure.method == method and failure.times != 0:
+                if failure.times is not None:
+                    failure.times -= 1
+                return _json(failure.status, {"ok": False, "error": failure.error}, failure.headers)
+        params = received.params()
+        if method == "auth.test":
+            return _json(200, {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "BBOT"})
+        if method == "chat.postMessage":
+            return _json(200, {"ok": True, "channel": params.get("channel"), "ts": f"1700000000.{next(self._ts):06d}"})
+        if method == "views.open":
+            return _json(200, {"ok": True, "view": {"id": "V1", **params.get("view", {})}})
+        return _json(200, {"ok": True, "channel": params.get("channel"), "ts": params.get("ts")})
+
+    def calls(self, method: str) -> list[dict[str, Any]]:
+        return [r.params() for r in list(self.received) if r.path == f"/api/{method}"]
+
+    def responses(self) -> list[dict[str, Any]]:
+        return [r.params() for r in list(self.received) if r.path.startswith("/response/")]
+
+    def wait_for(self, method: str, predicate: Callable[[dict[str, Any]], bool] = lambda _p: True,
+                 timeout: float = 10.0) -> dict[str, Any]:
+        return self.wait_until(lambda: next((p for p in self.calls(method) if predicate(p)), None),
+                               timeout, f"a {method} call")
+
+
+@dataclass
+class WhatCountsReply:
+    status: int = 200
+    body: Any = None
+    delay: float = 0.0
+    drop: bool = False
+
+
+SUCCESS_BODY = {
+    "id": 4711, "realmId": 123, "smsMessageId": 55, "smsSenderId": 7, "smsSubscriberCount": 0,
+    "campaignId": 99, "name": "Spring Sale", "status": "submitted",
+    "createdDate": "Mar 16, 2018 09:10:50 AM", "updatedDate": "Mar 16, 2018 09:10:50 AM",
+}
+
+
+class FakeWhatCounts(_LoopbackServer):
+    def __init__(self) -> None:
+        self.reply = WhatCountsReply(200, SUCCESS_BODY)
+        super().__init__()
+
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
+        reply = self.reply
+        if reply.delay:
+            time.sleep(reply.delay)
+        if reply.drop:
+            return None
+        return _json(reply.status, reply.body)
+
+    def posts(self) -> list[Received]:
+        return [r for r in list(self.received) if r.method == "POST"]

@@ -1,0 +1,284 @@
+"""Driving the real bot the way Slack does: a `sms-bot serve --http` process and signed requests."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from slack_sdk.signature import SignatureVerifier
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import permissions
+from bot.db import make_engine, make_session_factory
+from bot.models import AuditEvent, Role, SenderCode, SendRequest
+from tests.fakes import FakeSlack, FakeWhatCounts
+
+SIGNING_SECRET = "test-signing-secret-8f2b1c"
+BOT_TOKEN = "xoxb-test-bot-token-71d3"
+WHATCOUNTS_REALM = "acme"
+WHATCOUNTS_PASSWORD = "wc-Pa55word!secret"
+SECRETS = (SIGNING_SECRET, BOT_TOKEN, WHATCOUNTS_PASSWORD)
+CHANNEL = "C0CHANNEL"
+CODE = "5551234567"
+
+
+@dataclass
+class Database:
+    url: str
+    engine: Engine
+
+    @property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_session_factory(self.engine)
+
+    def grant(self, user_id: str, role: str, sender_code: str | None = CODE) -> None:
+        with self.sessions.begin() as session:
+            permissions.grant(session, user_id, Role(role), sender_code, "test")
+
+    def revoke(self, user_id: str, role: str, sender_code: str | None = CODE) -> None:
+        with self.sessions.begin() as session:
+            assert permissions.revoke(session, user_id, Role(role), sender_code, "test")
+
+    def sender_code(self, code: str, **values: Any) -> None:
+        with self.sessions.begin() as session:
+            session.merge(SenderCode(code=code, **{"label": "", "approvals_required": 1,
+                                                   "allow_self_approval": False, **values}))
+
+    def requests(self) -> list[SendRequest]:
+        with self.sessions() as session:
+            return list(session.scalars(select(SendRequest).order_by(SendRequest.created_at)))
+
+    def request(self, request_id: str) -> SendRequest:
+        with self.sessions() as session:
+            found = session.get(SendRequest, request_id)
+            assert found is not None
+            return found
+
+    def events(self, request_id: str | None = None) -> list[str]:
+        with self.sessions() as session:
+            stmt = select(AuditEvent.event).order_by(AuditEvent.id)
+            if request_id:
+                stmt = stmt.where(AuditEvent.request_id == request_id)
+            return list(session.scalars(stmt))
+
+    def audit_rows(self) -> list[AuditEvent]:
+        with self.sessions() as session:
+            return list(session.scalars(select(AuditEvent).order_by(AuditEvent.id)))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def bot_env(database_url: str, slack: FakeSlack, whatcounts: FakeWhatCounts, **extra: str) -> dict[str, str]:
+    env = {
+        "PATH": os.environ.get("PATH", ""), "HOME": os.environ.get("HOME", "/tmp"), "PYTHONUNBUFFERED": "1",
+        "SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET, "SLACK_API_URL": slack.api_url,
+        "WHATCOUNTS_URL": whatcounts.url, "WHATCOUNTS_REALM": WHATCOUNTS_REALM,
+        "WHATCOUNTS_PASSWORD": WHATCOUNTS_PASSWORD, "WHATCOUNTS_TIMEOUT": "2",
+        "DATABASE_URL": database_url, "SWEEP_INTERVAL_SECONDS": "0.3",
+    }
+    env.update(extra)
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, cwd=cwd, capture_output=True,
+                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+
+
+class BotProcess:
+    """`sms-bot serve --http` in a child process, its output kept in a file."""
+
+    def __init__(self, env: dict[str, str], workdir: Path, workers: int = 1) -> None:
+        self.env = env
+        self.workdir = workdir
+        self.workers = workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = workdir / f"bot-{self.port}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> BotProcess:
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", str(self.workers)],
+            env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"bot exited with {self.process.returncode}:\n{self.log()}")
+            try:
+                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        raise AssertionError(f"bot did not answer /healthz within 30 s:\n{self.log()}")
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL every process of the bot at once, as a crash would."""
+        assert self.process is not None
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
+
+
+@contextmanager
+def running_bot(env: dict[str, str], workdir: Path, workers: int = 1) -> Iterator[BotProcess]:
+    bot = BotProcess(env, workdir, workers).start()
+    try:
+        yield bot
+    finally:
+        bot.stop()
+
+
+class SlackDriver:
+    """Acts as Slack towards the bot: signed slash commands, form submissions and clicks."""
+
+    _ids = itertools.count(1)
+
+    def __init__(self, bot_url: str, slack: FakeSlack, secret: str = SIGNING_SECRET) -> None:
+        self.bot_url = bot_url
+        self.slack = slack
+        self.verifier = SignatureVerifier(secret)
+        self.http = httpx.Client(timeout=10)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def post(self, body: str, content_type: str = "application/x-www-form-urlencoded", *,
+             timestamp: int | None = None, signature: str | None = None, sign: bool = True,
+             url: str | None = None) -> httpx.Response:
+        ts = str(int(time.time()) if timestamp is None else timestamp)
+        headers = {"Content-Type": content_type}
+        if sign:
+            headers["X-Slack-Request-Timestamp"] = ts
+            headers["X-Slack-Signature"] = signature or self.verifier.generate_signature(timestamp=ts, body=body)
+        return self.http.post((url or self.bot_url) + "/slack/events", content=body.encode(), headers=headers)
+
+    def command(self, user_id: str, text: str = "", channel_id: str = CHANNEL, **post: Any) -> httpx.Response:
+        n = next(self._ids)
+        return self.post(urlencode({
+            "token": "legacy-verification-token", "team_id": "T1", "team_domain": "acme",
+            "channel_id": channel_id, "channel_name": "marketing", "user_id": user_id, "user_name": user_id.lower(),
+            "command": "/sms-send", "text": text, "api_app_id": "A1", "is_enterprise_install": "false",
+            "response_url": f"{self.slack.url}/response/{n}", "trigger_id": f"trigger-{n}",
+        }), **post)
+
+    def open_form(self, user_id: str, channel_id: str = CHANNEL) -> dict[str, Any]:
+        before = len(self.slack.calls("views.open"))
+        response = self.command(user_id, channel_id=channel_id)
+        assert response.status_code == 200, response.text
+        assert response.text == "", f"expected the form, got a reply: {response.text}"
+        self.slack.wait_until(lambda: len(self.slack.calls("views.open")) > before, what="views.open")
+        return self.slack.calls("views.open")[-1]["view"]
+
+    def submit(self, user_id: str, view: dict[str, Any], **values: str | None) -> httpx.Response:
+        state: dict[str, Any] = {}
+        for block in view["blocks"]:
+            element = block["element"]
+            value = values.get(block["block_id"])
+            if element["type"] == "static_select":
+                option = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
+                state[block["block_id"]] = {"value": {"type": "static_select", "selected_option": option}}
+            else:
+                state[block["block_id"]] = {"value": {"type": "plain_text_input", "value": value}}
+        payload = {
+            "type": "view_submission", "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
+            "api_app_id": "A1", "token": "legacy-verification-token", "trigger_id": f"trigger-{next(self._ids)}",
+            "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
+                     "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
+                     "blocks": view["blocks"], "title": view["title"], "state": {"values": state}},
+            "response_urls": [],
+        }
+        return self.post(urlencode({"payload": json.dumps(payload)}))
+
+    def request(self, user_id: str, channel_id: str = CHANNEL, **values: str | None) -> str:
+        """Open the form, submit it, and return the id of the request on the posted card."""
+        fields = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring 2026",
+                  "description": None, "group_name": None, **values}
+        before = len(self.slack.calls("chat.postMessage"))
+        response = self.submit(user_id, self.open_form(user_id, channel_id), **fields)
+        assert response.status_code == 200 and response.text == "", response.text
+        card = self.slack.calls("chat.postMessage")[before]
+        return request_id_of(card)
+
+    def click(self, user_id: str, action_id: str, request_id: str, channel_id: str = CHANNEL,
+              bot_url: str | None = None) -> httpx.Response:
+        n = next(self._ids)
+        payload = {
+            "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
+            "api_app_id": "A1", "token": "legacy-verification-token", "trigger_id": f"trigger-{n}",
+            "container": {"type": "message", "message_ts": "1700000000.000001", "channel_id": channel_id,
+                          "is_ephemeral": False},
+            "channel": {"id": channel_id, "name": "marketing"},
+            "message": {"type": "message", "ts": "1700000000.000001", "text": "card"},
+            "response_url": f"{self.slack.url}/response/{n}",
+            "actions": [{"action_id": action_id, "block_id": "decision", "value": request_id, "type": "button",
+                         "text": {"type": "plain_text", "text": action_id.title()},
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        return self.post(urlencode({"payload": json.dumps(payload)}), url=bot_url)
+
+    def ephemerals(self, user_id: str) -> list[str]:
+        return [c["text"] for c in self.slack.calls("chat.postEphemeral") if c.get("user") == user_id]
+
+    def wait_ephemeral(self, user_id: str, contains: str) -> str:
+        return self.slack.wait_until(
+            lambda: next((t for t in self.ephemerals(user_id) if contains in t), None),
+            what=f"an ephemeral to {user_id} containing {contains!r}")
+
+    def card_updates(self, request_id: str) -> list[dict[str, Any]]:
+        return [c for c in self.slack.calls("chat.update") if request_id in json.dumps(c.get("blocks"))]
+
+    def wait_card(self, request_id: str, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        return self.slack.wait_until(
+            lambda: next((c for c in reversed(self.card_updates(request_id)) if contains in json.dumps(c["blocks"])),
+                         None), timeout, f"card {request_id} to show {contains!r}")
+
+    def wait_outcome(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        return self.slack.wait_for("chat.postMessage",
+                                   lambda p: bool(p.get("thread_ts")) and contains in p.get("text", ""), timeout)
+
+
+def request_id_of(card: dict[str, Any]) -> str:
+    for block in card["blocks"]:
+        for element in block.get("elements", []):
+            if element.get("action_id") == "approve":
+                return str(element["value"])
+    raise AssertionError(f"no Approve button on {card}")
+
+
+def make_database(url: str) -> Database:
+    return Database(url, make_engine(url))

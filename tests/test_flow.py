@@ -1,0 +1,161 @@
+"""The /sms-send flow end to end: signed requests into the real server, fakes of Slack and WhatCounts."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+
+from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
+from tests.harness import (CHANNEL, CODE, WHATCOUNTS_PASSWORD, WHATCOUNTS_REALM, BotProcess, Database, SlackDriver,
+                           request_id_of)
+
+REQUESTER, APPROVER, OUTSIDER = "UREQUESTER", "UAPPROVER", "UOUTSIDER"
+
+
+def setup_roles(db: Database) -> None:
+    db.grant(REQUESTER, "requester")
+    db.grant(APPROVER, "approver")
+
+
+def labels(view: dict) -> list[str]:
+    return [block["label"]["text"] for block in view["blocks"]]
+
+
+def test_healthz(bot: BotProcess) -> None:
+    response = httpx.get(bot.url + "/healthz")
+    assert response.status_code == 200
+
+
+def test_help_is_ephemeral_and_opens_nothing(db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    response = slack.command(OUTSIDER, "help")
+    assert response.status_code == 200
+    assert "/sms-send" in response.text and "Approve" in response.text
+    assert fake_slack.calls("views.open") == []
+
+
+def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                    fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    view = slack.open_form(REQUESTER)
+    assert labels(view) == ["Message name", "Sender code", "Campaign name", "Description", "Group name"]
+    assert [b.get("optional", False) for b in view["blocks"]] == [False, False, False, True, True]
+    # The requester's only code is known, so it is offered in a select.
+    assert view["blocks"][1]["element"]["type"] == "static_select"
+
+    response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,
+                            campaign_name="Spring 2026 / week 1", description="Promo & more <!channel>",
+                            group_name="VIP customers")
+    assert response.status_code == 200 and response.text == ""
+    card = fake_slack.calls("chat.postMessage")[0]
+    assert card["channel"] == CHANNEL
+    card_text = json.dumps(card["blocks"])
+    for expected in (f"<@{REQUESTER}>", "Spring Sale", CODE, "Spring 2026 / week 1", "VIP customers",
+                     "Promo &amp; more &lt;!channel&gt;", '"Approve"', '"Reject"', '"Cancel"'):
+        assert expected in card_text, expected
+    request_id = request_id_of(card)
+
+    assert slack.click(APPROVER, "approve", request_id).status_code == 200
+    sending = slack.wait_card(request_id, "sending")
+    assert '"approve"' not in json.dumps(sending["blocks"])
+    outcome = slack.wait_outcome("4711")
+    assert outcome["thread_ts"] == db.request(request_id).card_ts and outcome["reply_broadcast"] is True
+    for expected in ("submitted", "Spring Sale", CODE, "Spring 2026 / week 1", "VIP customers",
+                     f"<@{REQUESTER}>", f"<@{APPROVER}>"):
+        assert expected in outcome["text"], expected
+    slack.wait_card(request_id, "4711")
+
+    [post] = fake_whatcounts.posts()
+    assert post.path == ("/rest/sms/sendMessageToSenderCode/Spring%20Sale/5551234567/"
+                         "Spring%202026%20%2F%20week%201")
+    assert post.query == "description=Promo%20%26%20more%20%3C%21channel%3E&groupName=VIP%20customers"
+    expected_auth = base64.b64encode(f"{WHATCOUNTS_REALM}:{WHATCOUNTS_PASSWORD}".encode()).decode()
+    assert post.headers["authorization"] == f"Basic {expected_auth}"
+    assert post.headers["accept"] == "application/vnd.whatcounts-v1+json"
+    assert post.headers["content-type"] == "application/json"
+
+    request = db.request(request_id)
+    assert (request.state, request.whatcounts_id, request.whatcounts_status) == ("sent", "4711", "submitted")
+    assert db.events(request_id) == ["requested", "approved", "sending", "sent"]
+
+
+def test_whatcounts_500_error_is_reported(db: Database, slack: SlackDriver,
+                                          fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    fake_whatcounts.reply = WhatCountsReply(500, {"error": "SMS message Spring Sale not found",
+                                                  "status": "Internal Server Error", "statusCode": 500})
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "approve", request_id)
+    outcome = slack.wait_outcome("HTTP 500")
+    assert "SMS message Spring Sale not found" in outcome["text"]
+    assert "check the *Message name*" in outcome["text"]
+    assert len(fake_whatcounts.posts()) == 1
+    request = db.request(request_id)
+    assert (request.state, request.http_status) == ("failed", 500)
+
+
+def test_whatcounts_401_blames_the_bots_credentials(db: Database, slack: SlackDriver,
+                                                    fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    fake_whatcounts.reply = WhatCountsReply(401, {"error": "Unauthorized", "status": "Unauthorized",
+                                                  "statusCode": 401})
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "approve", request_id)
+    outcome = slack.wait_outcome("HTTP 401")
+    assert "credentials" in outcome["text"] and "nothing was sent" in outcome["text"]
+
+
+def test_timeout_reports_unknown_and_never_resends(db: Database, slack: SlackDriver,
+                                                   fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    fake_whatcounts.reply = WhatCountsReply(200, {"id": 1, "status": "submitted"}, delay=4)
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "approve", request_id)
+    outcome = slack.wait_outcome("Outcome unknown")
+    assert "will not be sent again" in outcome["text"] or "before asking again" in outcome["text"]
+    assert len(fake_whatcounts.posts()) == 1
+    assert db.request(request_id).state == "unknown"
+
+
+def test_user_without_grant_gets_no_form(db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.grant("UADMIN", "admin", None)
+    response = slack.command(OUTSIDER)
+    assert response.status_code == 200
+    assert "requester" in response.text and "<@UADMIN>" in response.text
+    assert fake_slack.calls("views.open") == []
+
+
+def test_wrong_approvers_are_refused(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    db.grant(REQUESTER, "approver")
+    request_id = slack.request(REQUESTER)
+    slack.click(OUTSIDER, "approve", request_id)
+    slack.wait_ephemeral(OUTSIDER, "approver grant")
+    slack.click(REQUESTER, "approve", request_id)
+    slack.wait_ephemeral(REQUESTER, "someone else must approve")
+    assert fake_whatcounts.posts() == []
+    assert db.request(request_id).state == "pending"
+    assert db.events(request_id) == ["requested"]
+
+
+def test_reject(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "reject", request_id)
+    card = slack.wait_card(request_id, "Rejected by")
+    assert f"<@{APPROVER}>" in json.dumps(card["blocks"]) and "UTC" in json.dumps(card["blocks"])
+    slack.click(APPROVER, "approve", request_id)
+    slack.wait_ephemeral(APPROVER, "already rejected")
+    assert fake_whatcounts.posts() == []
+
+
+def test_cancel_only_by_requester(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db)
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "cancel", request_id)
+    slack.wait_ephemeral(APPROVER, "Only the person who asked")
+    slack.click(REQUESTER, "cancel", request_id)
+    slack.wait_card(request_id, f"Cancelled by <@{REQUESTER}>")
+    assert db.request(request_id).state == "cancelled"
+    assert fake_whatcounts.posts() == []
