@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.db import utcnow
@@ -61,6 +61,14 @@ class SenderCode(Base):
     label: Mapped[str] = mapped_column(String(100), default="")
     approvals_required: Mapped[int] = mapped_column(Integer, default=1)
     allow_self_approval: Mapped[bool] = mapped_column(default=False)
+    # The SMS groups (WhatCounts groupName) that may be chosen; assign a new list to change it.
+    groups: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    daily_cap: Mapped[int | None] = mapped_column(Integer)  # None: no cap
+    quiet_start: Mapped[str | None] = mapped_column(String(5))  # "HH:MM", with quiet_end and timezone
+    quiet_end: Mapped[str | None] = mapped_column(String(5))
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
+    # Slack channel IDs where this code may be requested; empty: any channel.
+    channels: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
 
 class SendRequest(Base):

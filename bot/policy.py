@@ -1,0 +1,229 @@
+"""Policy as code: sender codes and grants as one YAML document, exported and imported whole.
+
+The document is the full desired state: importing it removes sender codes and grants that
+are not in it. It is checked completely before anything changes (one error lists every
+problem with its path, e.g. `sender_codes[1].daily_cap`), and applied in the caller's
+transaction, so it takes effect entirely or not at all. Exporting is deterministic, so
+an exported file imports as "no changes" and exports again byte for byte.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+from sqlalchemy.orm import Session
+
+from bot import permissions, senders
+from bot.fields import normalize_sender_code
+from bot.models import ALL_SENDER_CODES, Role
+
+VERSION = 1
+HEADER = """\
+# sms-send policy: sender codes and who may request, approve and administer sends.
+# `sms-bot policy import FILE` makes the bot's policy exactly this file: sender codes
+# and grants missing from it are removed.
+"""
+TOP_KEYS = ("version", "sender_codes", "grants")
+CODE_KEYS = ("code", *senders.FIELDS)
+GRANT_KEYS = ("user", "role", "sender_code")
+SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
+ROLES = tuple(r.value for r in Role)
+
+
+class PolicyError(ValueError):
+    """The document cannot be imported; `problems` has one line per problem, with its path."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("the policy was not imported:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+@dataclass(frozen=True)
+class GrantRow:
+    user: str
+    role: str
+    sender_code: str  # a normalized code, or "*" for every code
+
+
+@dataclass(frozen=True)
+class Policy:
+    sender_codes: tuple[senders.SenderCodeSettings, ...]
+    grants: tuple[GrantRow, ...]
+
+
+@dataclass
+class ImportSummary:
+    added: list[str] = field(default_factory=list)  # sender codes
+    updated: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    granted: list[GrantRow] = field(default_factory=list)
+    revoked: list[GrantRow] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return any((self.added, self.updated, self.removed, self.granted, self.revoked))
+
+    def lines(self) -> list[str]:
+        if not self.changed:
+            return ["no changes: the bot's policy already matches the file"]
+        out = [f"sender code {code} {verb}" for verb, codes in
+               (("added", self.added), ("updated", self.updated), ("removed", self.removed)) for code in codes]
+        out += [f"{verb} {g.user} {g.role} for {_scope(g.sender_code)}" for verb, grants in
+                (("granted", self.granted), ("revoked", self.revoked)) for g in grants]
+        return out
+
+
+def _scope(code: str) -> str:
+    return "every sender code" if code == ALL_SENDER_CODES else f"sender code {code}"
+
+
+# --- export ------------------------------------------------------------------------------
+
+def read_policy(session: Session) -> Policy:
+    codes = tuple(senders.SenderCodeSettings.from_row(row) for row in senders.list_sender_codes(session))
+    grants = tuple(GrantRow(g.user_id, g.role, g.sender_code) for g in permissions.list_grants(session))
+    return Policy(codes, grants)
+
+
+def export_policy(session: Session) -> str:
+    """The current policy as YAML, in a stable order (codes by code, grants by user, role, code)."""
+    policy = read_policy(session)
+    document = {
+        "version": VERSION,
+        "sender_codes": [{"code": s.code, **s.policy()} for s in policy.sender_codes],
+        "grants": [{"user": g.user, "role": g.role, "sender_code": g.sender_code}
+                   for g in sorted(policy.grants, key=lambda g: (g.user, g.role, g.sender_code))],
+    }
+    return HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False,
+                                   width=1000)
+
+
+# --- import ------------------------------------------------------------------------------
+
+def _unknown_keys(item: dict[Any, Any], allowed: tuple[str, ...], path: str, problems: list[str]) -> None:
+    for key in item:
+        if key not in allowed:
+            problems.append(f"{path}.{key}: unknown key; expected one of {', '.join(allowed)}"
+                            if path else f"{key}: unknown key; expected one of {', '.join(allowed)}")
+
+
+def _list(document: dict[str, Any], key: str, problems: list[str]) -> list[Any]:
+    if key not in document:
+        problems.append(f"{key}: missing; write `{key}: []` to have none")
+        return []
+    value = document[key]
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        problems.append(f"{key}: must be a list")
+        return []
+    return value
+
+
+def parse_policy(text: str) -> Policy:
+    """Check the whole document; PolicyError listing every problem found."""
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise PolicyError([f"not valid YAML: {exc}"]) from exc
+    if document is None:
+        raise PolicyError(["the file is empty; an empty policy would remove every sender code and grant, "
+                           "so write `sender_codes: []` and `grants: []` if that is what you want"])
+    if not isinstance(document, dict):
+        raise PolicyError(["the document must be a mapping with sender_codes and grants"])
+    problems: list[str] = []
+    _unknown_keys(document, TOP_KEYS, "", problems)
+    if document.get("version", VERSION) != VERSION:
+        problems.append(f"version: this bot reads version {VERSION} (got {document.get('version')!r})")
+
+    codes: list[senders.SenderCodeSettings] = []
+    seen_codes: dict[str, str] = {}
+    for i, item in enumerate(_list(document, "sender_codes", problems)):
+        path = f"sender_codes[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: must be a mapping with code, label, approvals, ...")
+            continue
+        _unknown_keys(item, CODE_KEYS, path, problems)
+        if "code" not in item:
+            problems.append(f"{path}.code: missing")
+            continue
+        code = item["code"]
+        values = {key: value for key, value in item.items() if key in senders.FIELDS}
+        settings, errors = senders.parse_settings(code if isinstance(code, str) else repr(code), values)
+        if not isinstance(code, str):
+            errors["code"] = f"write the sender code in quotes, e.g. code: '5551234567' (got {code!r})"
+        problems += [f"{path}.{key}: {problem}" for key, problem in errors.items()]
+        normalized = normalize_sender_code(code) if isinstance(code, str) else None
+        if normalized in seen_codes:
+            problems.append(f"{path}.code: sender code {normalized} is also {seen_codes[normalized]}")
+        elif normalized is not None:
+            seen_codes[normalized] = path
+        if settings is not None:
+            codes.append(settings)
+
+    grants: list[GrantRow] = []
+    seen_grants: dict[GrantRow, str] = {}
+    for i, item in enumerate(_list(document, "grants", problems)):
+        path = f"grants[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: must be a mapping with user, role and sender_code")
+            continue
+        before = len(problems)
+        _unknown_keys(item, GRANT_KEYS, path, problems)
+        user, role, raw_code = item.get("user"), item.get("role"), item.get("sender_code")
+        if not isinstance(user, str) or not SLACK_USER.fullmatch(user):
+            problems.append(f"{path}.user: must be a Slack user ID like U012ABCDEF (got {user!r})")
+        if role not in ROLES:
+            problems.append(f"{path}.role: must be one of {', '.join(ROLES)} (got {role!r})")
+        code = None
+        if raw_code == ALL_SENDER_CODES:
+            code = ALL_SENDER_CODES
+        elif isinstance(raw_code, str):
+            code = normalize_sender_code(raw_code)
+        if code is None:
+            problems.append(f"{path}.sender_code: must be a sender code in quotes, or '*' for every sender code "
+                            f"(got {raw_code!r})")
+        if len(problems) > before:
+            continue
+        grant = GrantRow(str(user), str(role), str(code))
+        if grant in seen_grants:
+            problems.append(f"{path}: the same grant as {seen_grants[grant]}")
+        else:
+            seen_grants[grant] = path
+            grants.append(grant)
+
+    if problems:
+        raise PolicyError(problems)
+    return Policy(tuple(codes), tuple(grants))
+
+
+def import_policy(session: Session, text: str, by: str) -> ImportSummary:
+    """Make the policy exactly `text`, in the caller's transaction. Raises PolicyError before any change."""
+    wanted = parse_policy(text)
+    summary = ImportSummary()
+    wanted_codes = {s.code for s in wanted.sender_codes}
+    for row in senders.list_sender_codes(session):
+        if row.code not in wanted_codes:
+            senders.remove_sender_code(session, row.code, by)
+            summary.removed.append(row.code)
+    for settings in wanted.sender_codes:
+        change = senders.replace_sender_code(session, settings, by)
+        if change.before is None:
+            summary.added.append(settings.code)
+        elif change.changed:
+            summary.updated.append(settings.code)
+
+    current = {GrantRow(g.user_id, g.role, g.sender_code) for g in permissions.list_grants(session)}
+    wanted_grants = set(wanted.grants)
+    for grant in sorted(current - wanted_grants, key=lambda g: (g.user, g.role, g.sender_code)):
+        permissions.revoke(session, grant.user, Role(grant.role), grant.sender_code, by)
+        summary.revoked.append(grant)
+    for grant in wanted.grants:
+        if grant not in current:
+            permissions.grant(session, grant.user, Role(grant.role), grant.sender_code, by)
+            summary.granted.append(grant)
+    session.flush()
+    return summary

@@ -1,0 +1,312 @@
+"""The sender-code registry: each code's sending policy, as plain functions over the session.
+
+A sender code's policy: a label, the SMS groups that may be chosen for it, how many
+approvals a send needs and whether the requester may be one of them, a daily cap on
+sends, quiet hours in a time zone, and the Slack channels it may be requested from.
+Every change is audited ("sender_code", with the policy before and after).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Mapping
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from bot import audit
+from bot.fields import MAX_GROUP, normalize_sender_code
+from bot.models import AuditEvent, SenderCode, SendRequest, State
+from bot.quiet_hours import QuietHours, zone
+
+MAX_LABEL = 100
+SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,31}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+# Requests that count against the daily cap: sending, or sent as far as anyone knows.
+CAP_STATES = (State.SENDING, State.SENT, State.UNKNOWN)
+CLEARABLE = frozenset({"daily_cap", "quiet_hours", "timezone"})
+
+
+class SenderCodeError(ValueError):
+    """Every problem with a requested sender-code change, one per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+@dataclass(frozen=True)
+class SenderCodeSettings:
+    """One sender code's whole policy, checked. Field names are those of the policy file."""
+
+    code: str
+    label: str = ""
+    groups: tuple[str, ...] = ()
+    approvals: int = 1
+    self_approval: bool = False
+    daily_cap: int | None = None
+    quiet_hours: str | None = None  # "HH:MM-HH:MM" local time in `timezone`
+    timezone: str | None = None  # IANA name; also where the daily cap's day begins (UTC if None)
+    channels: tuple[str, ...] = ()  # empty: any channel
+
+    @classmethod
+    def from_row(cls, row: SenderCode) -> SenderCodeSettings:
+        quiet = f"{row.quiet_start}-{row.quiet_end}" if row.quiet_start and row.quiet_end else None
+        return cls(code=row.code, label=row.label, groups=tuple(row.groups or ()),
+                   approvals=row.approvals_required, self_approval=row.allow_self_approval,
+                   daily_cap=row.daily_cap, quiet_hours=quiet, timezone=row.timezone,
+                   channels=tuple(row.channels or ()))
+
+    def policy(self) -> dict[str, Any]:
+        """Everything but the code, as plain JSON/YAML values (lists, not tuples)."""
+        values = asdict(self)
+        del values["code"]
+        values["groups"], values["channels"] = list(self.groups), list(self.channels)
+        return values
+
+    def describe(self) -> list[str]:
+        """Three lines for a person: the code and label, the rules, the groups and channels."""
+        rules = [f"approvals {self.approvals}", f"self-approval {'yes' if self.self_approval else 'no'}",
+                 f"daily cap {self.daily_cap}" if self.daily_cap else "no daily cap",
+                 f"quiet hours {self.quiet_hours} {self.timezone}" if self.quiet_hours else "no quiet hours"]
+        if self.timezone and not self.quiet_hours:
+            rules.append(f"time zone {self.timezone}")
+        return [f"{self.code}  {self.label or '(no label)'}", "    " + ", ".join(rules),
+                f"    groups: {', '.join(self.groups) or 'none'}; channels: {', '.join(self.channels) or 'any'}"]
+
+    def quiet(self) -> QuietHours | None:
+        if self.quiet_hours is None or self.timezone is None:
+            return None
+        return QuietHours.parse(self.quiet_hours, self.timezone)
+
+
+DEFAULTS: dict[str, Any] = SenderCodeSettings(code="").policy()
+FIELDS = tuple(DEFAULTS)
+
+
+# --- checking ---------------------------------------------------------------------------
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _names(value: Any, what: str, check: Any) -> tuple[tuple[str, ...], str | None]:
+    if not isinstance(value, (list, tuple)):
+        return (), f"must be a list of {what}s"
+    names: list[str] = []
+    for item in value:
+        if not isinstance(item, str):
+            return (), f"{item!r} is not a {what}: write it as text"
+        item = item.strip()
+        if problem := check(item):
+            return (), problem
+        if item in names:
+            return (), f"{what} {item!r} is listed twice"
+        names.append(item)
+    return tuple(names), None
+
+
+def _group_problem(name: str) -> str | None:
+    if not name:
+        return "a group name cannot be empty"
+    if len(name) > MAX_GROUP:
+        return f"group name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_GROUP}"
+    if _CONTROL.search(name):
+        return f"group name {name!r} contains a line break or control character"
+    return None
+
+
+def _channel_problem(channel: str) -> str | None:
+    if not SLACK_CHANNEL.fullmatch(channel):
+        return (f"{channel!r} is not a Slack channel ID: it looks like C0123ABCD (public) or "
+                "G0123ABCD (private); copy it from the channel's details")
+    return None
+
+
+def parse_settings(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeSettings | None, dict[str, str]]:
+    """Check a whole policy (missing fields take their defaults); the settings, or a problem per field."""
+    errors: dict[str, str] = {}
+    v = {**DEFAULTS, **values}
+    normalized = normalize_sender_code(code) if isinstance(code, str) else None
+    if normalized is None:
+        errors["code"] = (f"{code!r} is not a sender code: a short code (5-6 digits) or a US phone number "
+                          "(10 digits, or 11 starting with 1), written as text")
+
+    label = v["label"]
+    if not isinstance(label, str):
+        errors["label"] = "must be text"
+    elif len(label.strip()) > MAX_LABEL:
+        errors["label"] = f"is {len(label.strip())} characters; the limit is {MAX_LABEL}"
+    elif _CONTROL.search(label):
+        errors["label"] = "contains a line break or control character"
+
+    groups, problem = _names(v["groups"], "group", _group_problem)
+    if problem:
+        errors["groups"] = problem
+    channels, problem = _names(v["channels"], "channel", _channel_problem)
+    if problem:
+        errors["channels"] = problem
+
+    if not _is_int(v["approvals"]) or v["approvals"] < 1:
+        errors["approvals"] = f"must be a whole number, at least 1 (got {v['approvals']!r})"
+    if not isinstance(v["self_approval"], bool):
+        errors["self_approval"] = f"must be true or false (got {v['self_approval']!r})"
+    if v["daily_cap"] is not None and (not _is_int(v["daily_cap"]) or v["daily_cap"] < 1):
+        errors["daily_cap"] = f"must be a whole number of sends, at least 1, or none (got {v['daily_cap']!r})"
+
+    timezone = v["timezone"]
+    if timezone is not None:
+        if not isinstance(timezone, str):
+            errors["timezone"] = f"must be a time zone name such as America/New_York (got {timezone!r})"
+        else:
+            try:
+                timezone = zone(timezone).key
+            except ValueError as exc:
+                errors["timezone"] = str(exc)
+    quiet = v["quiet_hours"]
+    if quiet is not None:
+        if not isinstance(quiet, str):
+            errors["quiet_hours"] = f"must be a window like \"21:00-08:00\", in quotes (got {quiet!r})"
+        else:
+            try:
+                quiet = QuietHours.parse(quiet, "UTC").window
+            except ValueError as exc:
+                errors["quiet_hours"] = str(exc)
+            else:
+                if timezone is None:
+                    errors["quiet_hours"] = "quiet hours need a time zone, e.g. America/New_York"
+
+    if errors:
+        return None, errors
+    assert normalized is not None
+    return SenderCodeSettings(normalized, label.strip(), groups, v["approvals"], v["self_approval"],
+                              v["daily_cap"], quiet, timezone, channels), {}
+
+
+# --- reading ----------------------------------------------------------------------------
+
+def list_sender_codes(session: Session) -> list[SenderCode]:
+    return list(session.scalars(select(SenderCode).order_by(SenderCode.code)))
+
+
+def get_settings(session: Session, code: str) -> SenderCodeSettings | None:
+    """The registered policy of a (normalized) sender code; None if it is not registered."""
+    row = session.get(SenderCode, code)
+    return SenderCodeSettings.from_row(row) if row else None
+
+
+# --- changing ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Change:
+    code: str
+    before: dict[str, Any] | None  # None: the code was not registered
+    after: dict[str, Any] | None  # None: the code was removed
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+def replace_sender_code(session: Session, settings: SenderCodeSettings, by: str) -> Change:
+    """Make the code's stored policy exactly `settings` (checked by `parse_settings`). Audited if it changed."""
+    row = session.get(SenderCode, settings.code)
+    before = SenderCodeSettings.from_row(row).policy() if row else None
+    after = settings.policy()
+    change = Change(settings.code, before, after)
+    if not change.changed:
+        return change
+    if row is None:
+        row = SenderCode(code=settings.code)
+        session.add(row)
+    quiet = settings.quiet_hours.split("-") if settings.quiet_hours else (None, None)
+    row.label = settings.label
+    row.groups = list(settings.groups)
+    row.approvals_required = settings.approvals
+    row.allow_self_approval = settings.self_approval
+    row.daily_cap = settings.daily_cap
+    row.quiet_start, row.quiet_end = quiet
+    row.timezone = settings.timezone
+    row.channels = list(settings.channels)
+    audit.record(session, "sender_code", by, sender_code=settings.code, before=before, after=after)
+    return change
+
+
+def remove_sender_code(session: Session, code: str, by: str) -> Change:
+    """Unregister a code (it falls back to the defaults); audited if it was registered."""
+    row = session.get(SenderCode, code)
+    if row is None:
+        return Change(code, None, None)
+    change = Change(code, SenderCodeSettings.from_row(row).policy(), None)
+    session.delete(row)
+    audit.record(session, "sender_code", by, sender_code=code, before=change.before, after=None)
+    return change
+
+
+def set_sender_code(session: Session, code: str, by: str, *, label: str | None = None,
+                    groups: Collection[str] | None = None, approvals: int | None = None,
+                    daily_cap: int | None = None, quiet_hours: str | None = None,
+                    timezone: str | None = None, channels: Collection[str] | None = None,
+                    self_approval: bool | None = None, clear: Collection[str] = ()) -> Change:
+    """Create or update a sender code: only the fields given (not None) change.
+
+    `clear` names nullable fields to empty: "daily_cap", "quiet_hours", "timezone"
+    (empty `groups`/`channels` with an empty list). Raises SenderCodeError listing
+    every problem; nothing is changed then.
+    """
+    normalized = normalize_sender_code(code)
+    if normalized is None:
+        raise SenderCodeError([f"{code!r} is not a sender code: a short code (5-6 digits) or a US phone "
+                               "number (10 digits, or 11 starting with 1)"])
+    given = {"label": label, "groups": None if groups is None else list(groups), "approvals": approvals,
+             "self_approval": self_approval, "daily_cap": daily_cap, "quiet_hours": quiet_hours,
+             "timezone": timezone, "channels": None if channels is None else list(channels)}
+    problems = [f"{name} cannot be cleared (only {', '.join(sorted(CLEARABLE))} can)"
+                for name in sorted(set(clear) - CLEARABLE)]
+    problems += [f"{name} is both given and cleared" for name in sorted(set(clear) & CLEARABLE)
+                 if given[name] is not None]
+    if problems:
+        raise SenderCodeError(problems)
+    current = get_settings(session, normalized)
+    values = current.policy() if current else dict(DEFAULTS)
+    values.update({name: value for name, value in given.items() if value is not None})
+    values.update({name: None for name in clear})
+    settings, errors = parse_settings(normalized, values)
+    if settings is None:
+        raise SenderCodeError([f"{name.replace('_', ' ')}: {problem}" for name, problem in errors.items()])
+    return replace_sender_code(session, settings, by)
+
+
+# --- the daily cap ----------------------------------------------------------------------
+
+def day_bounds(now_utc: datetime, timezone: str | None) -> tuple[datetime, datetime]:
+    """The local calendar day containing `now_utc`, as naive UTC [start, end) (23 or 25 h around DST)."""
+    tz = zone(timezone) if timezone else UTC
+    if now_utc.tzinfo is None:
+        now_utc = now_utc.replace(tzinfo=UTC)
+    today = now_utc.astimezone(tz).date()
+    start = datetime.combine(today, time(0), tzinfo=tz)
+    end = datetime.combine(today + timedelta(days=1), time(0), tzinfo=tz)
+    return (start.astimezone(UTC).replace(tzinfo=None), end.astimezone(UTC).replace(tzinfo=None))
+
+
+def sends_today(session: Session, code: str, now_utc: datetime, timezone: str | None) -> int:
+    """How many sends of `code` went out during the local day (in `timezone`, UTC if None) of `now_utc`.
+
+    A send is counted on the day it *started sending*: the time of its "sending" audit
+    event, written in the same transaction that moves the request to SENDING. A request
+    asked for yesterday and approved today counts today. Only requests still SENDING,
+    SENT or UNKNOWN count: a FAILED one was refused by WhatCounts or never reached it.
+    To enforce the cap without a race, count in the transaction that claims the send
+    and lock the sender code's row first (PostgreSQL `SELECT ... FOR UPDATE`).
+    """
+    start, end = day_bounds(now_utc, timezone)
+    stmt = (select(func.count(func.distinct(SendRequest.id)))
+            .join(AuditEvent, AuditEvent.request_id == SendRequest.id)
+            .where(AuditEvent.event == "sending", AuditEvent.at >= start, AuditEvent.at < end,
+                   SendRequest.sender_code == code, SendRequest.state.in_(CAP_STATES)))
+    return int(session.scalar(stmt) or 0)
