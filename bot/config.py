@@ -18,6 +18,7 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
 SLACK_APP = "your Slack app's settings page"
 WHATCOUNTS_API = "WhatCounts: Settings > API"
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(Exception):
@@ -41,6 +42,7 @@ class Settings:
     whatcounts_timeout: float = 30.0
     request_ttl_minutes: float = 60.0
     sweep_interval_seconds: float = 30.0
+    log_format: str = "text"  # text | json (LOG_FORMAT)
 
 
 def load_dotenv_file() -> None:
@@ -92,6 +94,11 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         "request_ttl_minutes": _positive_number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
         "sweep_interval_seconds": _positive_number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
     }
+    log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in LOG_FORMATS:
+        problems.append(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {env.get('LOG_FORMAT')!r}.")
+        log_format = "text"
+    values["log_format"] = log_format
     if slack:
         values["slack_bot_token"] = required("SLACK_BOT_TOKEN", f"{SLACK_APP}, OAuth & Permissions: Bot User OAuth Token", "xoxb-")
         values["slack_signing_secret"] = required("SLACK_SIGNING_SECRET", f"{SLACK_APP}, Basic Information: Signing Secret")

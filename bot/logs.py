@@ -1,30 +1,108 @@
-"""Logging set-up, with every configured secret redacted from every record as a last line of defence."""
+"""Logging set-up: one line per event (JSON with LOG_FORMAT=json), tagged with the send request id.
+
+Every configured secret is redacted from every formatted line as a last line of defence.
+The request id comes from `extra={"request_id": ...}`, from the `current_request` context
+variable (carried into worker threads by `ContextThreadPoolExecutor`), or from a message
+that follows the convention `"request %s: ..."`.
+"""
 
 from __future__ import annotations
 
+import contextvars
+import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Any
 
 from bot.config import Settings
 from bot.whatcounts import basic_auth
 
 REDACTED = "[redacted]"
 
+current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("current_request", default=None)
+
+# Fields that callers may pass with `extra=` and that JSON lines carry as their own keys.
+EXTRA_FIELDS = ("kind", "status", "ack_ms", "outcome", "http_status", "seconds")
+
+
+class ContextThreadPoolExecutor(ThreadPoolExecutor):
+    """A thread pool whose tasks run in a copy of the submitter's context (and so its request id)."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+
+
+class RequestIdFilter(logging.Filter):
+    """Sets `record.request_id` (or None) on every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "request_id", None) is None:
+            request_id = current_request.get()
+            if request_id is None and isinstance(record.msg, str) and record.msg.startswith("request %s"):
+                args = record.args
+                if isinstance(args, tuple) and args:
+                    request_id = str(args[0])
+            record.request_id = request_id
+        return True
+
 
 class RedactSecrets(logging.Filter):
+    """Replaces secrets in a record's message (kept for handlers that format by themselves)."""
+
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
         self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
 
+    def redact(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        redacted = message
-        for secret in self.secrets:
-            redacted = redacted.replace(secret, REDACTED)
+        redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
         return True
+
+
+class TextFormatter(logging.Formatter):
+    def __init__(self, redactor: RedactSecrets) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s")
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        if request_id := getattr(record, "request_id", None):
+            line += f" [request {request_id}]"
+        return self.redactor.redact(line)
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line; a traceback goes into `exc`, escaped, on the same line."""
+
+    def __init__(self, redactor: RedactSecrets) -> None:
+        super().__init__()
+        self.redactor = redactor
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname, "logger": record.name, "pid": record.process,
+            "message": record.getMessage(),
+        }
+        if request_id := getattr(record, "request_id", None):
+            entry["request_id"] = request_id
+        for name in EXTRA_FIELDS:
+            if (value := getattr(record, name, None)) is not None:
+                entry[name] = value
+        if record.exc_info:
+            entry["exc"] = self.formatException(record.exc_info)
+        return self.redactor.redact(json.dumps(entry, ensure_ascii=False, default=str))
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -37,9 +115,10 @@ def secrets_of(settings: Settings) -> list[str]:
 
 
 def configure(settings: Settings, level: int = logging.INFO) -> None:
+    redactor = RedactSecrets(secrets_of(settings))
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(process)d %(name)s: %(message)s"))
-    handler.addFilter(RedactSecrets(secrets_of(settings)))
+    handler.setFormatter(JsonFormatter(redactor) if settings.log_format == "json" else TextFormatter(redactor))
+    handler.addFilter(RequestIdFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,34 +1,110 @@
-"""Serving: Socket Mode, or HTTP under gunicorn with `POST /slack/events` and `GET /healthz`."""
+"""Serving: Socket Mode, or HTTP under gunicorn.
+
+HTTP routes: `POST /slack/events` (Slack), `GET /healthz` (the process is up), `GET /readyz`
+(the database is reachable and its schema current) and `GET /metrics` (Prometheus, every worker).
+"""
 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
+from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
+from slack_bolt.request import BoltRequest
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from bot import metrics, migrate
 from bot.config import Settings
-from bot.slack.app import Runtime, build_runtime
+from bot.slack.app import Runtime, build_runtime, describe
 
 log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+StartResponse = Callable[..., Any]
+EVENTS_PATH = "/slack/events"
+TEXT = [("Content-Type", "text/plain; charset=utf-8")]
+
+
+def readiness(engine: Engine, head: str | None) -> tuple[bool, str]:
+    """Ready when the database answers and its schema is at the revision this code needs."""
+    try:
+        current = migrate.current_revision(engine)
+    except SQLAlchemyError as exc:
+        cause = getattr(exc, "orig", None) or exc
+        return False, f"database unreachable ({type(cause).__name__})"
+    if current != head:
+        return False, f"database schema at {current or 'nothing'}, this code needs {head}"
+    return True, "ok"
 
 
 def wsgi_app(runtime: Runtime) -> WSGIApp:
-    slack = SlackRequestHandler(runtime.app, path="/slack/events")
+    bolt = SlackRequestHandler(runtime.app, path=EVENTS_PATH)  # everything but our routes: 404s
+    head = migrate.head_revision()
+    metrics.exposition()  # create the metrics now, before requests arrive on several threads
 
-    def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if environ.get("PATH_INFO") == "/healthz" and environ.get("REQUEST_METHOD") in ("GET", "HEAD"):
-            start_response("200 OK", [("Content-Type", "text/plain; charset=utf-8")])
-            return [b"ok\n"]
-        return slack(environ, start_response)
+    def slack_events(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        """Bolt's WSGI adapter, timed from arrival to acknowledgement and counted by kind and outcome."""
+        started = time.perf_counter()
+        http = WsgiHttpRequest(environ)
+        request = BoltRequest(body=http.get_body(), query=http.query_string, headers=http.get_headers())
+        kind, request_id = describe(request.body)
+        # A fresh context per request: the request id that Bolt middleware sets never leaks to the next.
+        response = contextvars.copy_context().run(runtime.app.dispatch, request)
+        reply = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
+        start_response(reply.status, reply.get_headers())
+        seconds = time.perf_counter() - started
+        try:
+            metrics.observe_request(kind, response.status, seconds)
+        except Exception:  # bookkeeping must never turn an acknowledgement into an error
+            log.exception("counting a Slack request in the metrics failed")
+        log.info("slack %s answered %d in %.1f ms", kind, response.status, seconds * 1000,
+                 extra={"request_id": request_id, "kind": kind, "status": response.status,
+                        "ack_ms": round(seconds * 1000, 2)})
+        return reply.get_body()
+
+    def plain(start_response: StartResponse, status: str, text: str) -> list[bytes]:
+        start_response(status, TEXT)
+        return [text.encode() + b"\n"]
+
+    def application(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path, method = environ.get("PATH_INFO"), environ.get("REQUEST_METHOD")
+        if path == EVENTS_PATH and method == "POST" and environ.get("SERVER_PROTOCOL", "").startswith("HTTP"):
+            return slack_events(environ, start_response)
+        if method in ("GET", "HEAD"):
+            if path == "/healthz":
+                return plain(start_response, "200 OK", "ok")
+            if path == "/readyz":
+                ready, reason = readiness(runtime.engine, head)
+                return plain(start_response, "200 OK" if ready else "503 Service Unavailable", reason)
+            if path == "/metrics":
+                start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])
+                return [metrics.exposition()]
+        return bolt(environ, start_response)
 
     return application
+
+
+class _GunicornLogger(glogging.Logger):  # type: ignore[misc]
+    """Gunicorn's own messages go through our root handler: same format (LOG_FORMAT), same redaction."""
+
+    def setup(self, cfg: Any) -> None:
+        super().setup(cfg)
+        self.error_log.handlers[:] = []
+        self.error_log.propagate = True
+
+
+def _child_exit(_arbiter: Any, worker: Any) -> None:
+    metrics.mark_worker_dead(worker.pid)
 
 
 class _Gunicorn(BaseApplication):  # type: ignore[misc]
@@ -50,14 +126,19 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
         return wsgi_app(runtime)
 
 
-def serve_http(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+def gunicorn_options(settings: Settings, host: str, port: int, workers: int, threads: int) -> dict[str, Any]:
     # Gunicorn waits this long for in-flight work (a WhatCounts call) before it kills a worker.
     grace = int(settings.whatcounts_timeout * 4) + 15
-    _Gunicorn(settings, {
+    return {
         "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": threads,
         "graceful_timeout": grace, "timeout": 60, "accesslog": None, "errorlog": "-", "loglevel": "info",
-        "proc_name": "sms-bot",
-    }).run()
+        "proc_name": "sms-bot", "control_socket_disable": True, "logger_class": _GunicornLogger, "child_exit": _child_exit,
+    }
+
+
+def serve_http(settings: Settings, host: str, port: int, workers: int, threads: int) -> None:
+    metrics.prepare_multiprocess()  # before any worker starts or counts anything
+    _Gunicorn(settings, gunicorn_options(settings, host, port, workers, threads)).run()
 
 
 def serve_socket_mode(settings: Settings) -> None:
