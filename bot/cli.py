@@ -65,6 +65,18 @@ def cmd_serve(args: argparse.Namespace) -> None:
         server.serve_socket_mode(settings)
 
 
+def cmd_check(_args: argparse.Namespace) -> None:
+    import os
+
+    from bot.checks import run_checks
+
+    results = run_checks(os.environ)
+    for result in results:
+        print(result.line())
+    if failed := [r.name for r in results if not r.ok]:
+        raise Stop(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+
+
 def cmd_db_upgrade(_args: argparse.Namespace) -> None:
     settings = load_settings(slack=False, whatcounts=False)
     try:
@@ -145,6 +157,148 @@ def cmd_resolve(args: argparse.Namespace) -> None:
     print(f"request {args.request_id} recorded as {args.outcome}; the bot posts it in the channel at its next sweep")
 
 
+# --- sender codes and policy as code ----------------------------------------------------
+
+def _none_or(raw: str | None) -> tuple[str | None, bool]:
+    """A CLI value and whether it asks to clear the field (`none`)."""
+    if raw is not None and raw.strip().lower() == "none":
+        return None, True
+    return raw, False
+
+
+def _comma_list(raw: str | None) -> list[str] | None:
+    return None if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def cmd_sender_code_set(args: argparse.Namespace) -> None:
+    from bot import senders
+
+    daily_cap_raw, clear_cap = _none_or(args.daily_cap)
+    quiet_hours, clear_quiet = _none_or(args.quiet_hours)
+    timezone, clear_zone = _none_or(args.timezone)
+    daily_cap = None
+    if daily_cap_raw is not None:
+        try:
+            daily_cap = int(daily_cap_raw)
+        except ValueError:
+            raise Stop(f"--daily-cap {daily_cap_raw!r}: give a whole number of sends per day, or none") from None
+    clear = [name for name, flag in (("daily_cap", clear_cap), ("quiet_hours", clear_quiet),
+                                     ("timezone", clear_zone)) if flag]
+    settings = load_settings(slack=False, whatcounts=False)
+    engine = _engine(settings)
+    _check_schema(engine)
+    with make_session_factory(engine).begin() as session:
+        try:
+            change = senders.set_sender_code(
+                session, args.code, _operator(), label=args.label, groups=_comma_list(args.groups),
+                approvals=args.approvals, daily_cap=daily_cap, quiet_hours=quiet_hours, timezone=timezone,
+                channels=_comma_list(args.channels),
+                self_approval=None if args.self_approval is None else args.self_approval == "yes", clear=clear)
+        except senders.SenderCodeError as exc:
+            raise Stop(f"sender code {args.code} was not changed:\n"
+                       + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
+        current = senders.get_settings(session, change.code)
+    if change.before is None:
+        print(f"sender code {change.code} added")
+    elif not change.changed:
+        print(f"sender code {change.code} unchanged")
+    else:
+        assert change.after is not None
+        diffs = [f"{key} {change.before[key]!r} -> {change.after[key]!r}"
+                 for key in change.after if change.before[key] != change.after[key]]
+        print(f"sender code {change.code} updated: {'; '.join(diffs)}")
+    assert current is not None
+    print("\n".join(current.describe()))
+
+
+def cmd_sender_code_list(_args: argparse.Namespace) -> None:
+    from bot.senders import SenderCodeSettings, list_sender_codes
+
+    settings = load_settings(slack=False, whatcounts=False)
+    engine = _engine(settings)
+    _check_schema(engine)
+    with make_session_factory(engine)() as session:
+        codes = [SenderCodeSettings.from_row(row) for row in list_sender_codes(session)]
+    for code in codes:
+        print("\n".join(code.describe()))
+    if not codes:
+        print("no sender codes registered yet: `sms-bot sender-code set CODE --label ... --approvals N`")
+
+
+def cmd_policy_export(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bot.policy import export_policy
+
+    settings = load_settings(slack=False, whatcounts=False)
+    engine = _engine(settings)
+    _check_schema(engine)
+    with make_session_factory(engine)() as session:
+        text = export_policy(session)
+    if not args.output or args.output == "-":
+        sys.stdout.write(text)
+        return
+    try:
+        Path(args.output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise Stop(f"cannot write {args.output}: {exc.strerror or exc}") from exc
+    print(f"policy written to {args.output}")
+
+
+def cmd_policy_import(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from bot.policy import PolicyError, import_policy
+
+    try:
+        text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Stop(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from exc
+    settings = load_settings(slack=False, whatcounts=False)
+    engine = _engine(settings)
+    _check_schema(engine)
+    sessions = make_session_factory(engine)
+    try:
+        if args.dry_run:
+            with sessions() as session:
+                summary = import_policy(session, text, _operator())
+                session.rollback()
+        else:
+            with sessions.begin() as session:
+                summary = import_policy(session, text, _operator())
+    except PolicyError as exc:
+        raise Stop(str(exc)) from exc
+    for line in summary.lines():
+        print(f"dry run, not applied: {line}" if args.dry_run and summary.changed else line)
+
+
+def _add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    codes = sub.add_parser("sender-code", help="register sender codes and their sending policy"
+                           ).add_subparsers(dest="sender_code_command", required=True)
+    put = codes.add_parser("set", help="add a sender code or change the options given (`none` clears one)")
+    put.add_argument("code", help="short code or US phone number, e.g. 5551234567")
+    put.add_argument("--label", help="a name people recognise, e.g. 'Marketing US'")
+    put.add_argument("--groups", help="comma-separated SMS group names that may be chosen ('' for none)")
+    put.add_argument("--approvals", type=int, help="approvals a send needs (at least 1)")
+    put.add_argument("--daily-cap", help="most sends per local day, or none")
+    put.add_argument("--quiet-hours", help="HH:MM-HH:MM local time when nothing is sent, or none")
+    put.add_argument("--timezone", help="IANA time zone of the quiet hours and the day, e.g. America/New_York")
+    put.add_argument("--channels", help="comma-separated Slack channel IDs it may be requested in ('' for any)")
+    put.add_argument("--self-approval", choices=("yes", "no"), help="may the requester approve their own send")
+    put.set_defaults(run=cmd_sender_code_set)
+    codes.add_parser("list", help="list registered sender codes").set_defaults(run=cmd_sender_code_list)
+
+    pol = sub.add_parser("policy", help="sender codes and grants as one YAML file"
+                         ).add_subparsers(dest="policy_command", required=True)
+    exp = pol.add_parser("export", help="write the current policy as YAML")
+    exp.add_argument("--output", help="file to write (default: standard output)")
+    exp.set_defaults(run=cmd_policy_export)
+    imp = pol.add_parser("import", help="make the policy exactly this file (what is not in it is removed)")
+    imp.add_argument("file", help="the YAML file, or - for standard input")
+    imp.add_argument("--dry-run", action="store_true", help="check the file and show the changes; change nothing")
+    imp.set_defaults(run=cmd_policy_import)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sms-bot", description="Send WhatCounts SMS campaigns from Slack.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -156,6 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=2, help="worker processes (HTTP mode)")
     serve.add_argument("--threads", type=int, default=8, help="threads per worker (HTTP mode)")
     serve.set_defaults(run=cmd_serve)
+
+    sub.add_parser("check", help="check configuration, database, Slack and WhatCounts; non-zero exit on failure"
+                   ).set_defaults(run=cmd_check)
 
     db = sub.add_parser("db", help="database schema").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply every migration").set_defaults(run=cmd_db_upgrade)
@@ -184,6 +341,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--admin", required=True, help="your Slack user ID (must hold the admin role)")
     res.add_argument("--note", required=True, help="what WhatCounts support said")
     res.set_defaults(run=cmd_resolve)
+    _add_policy_commands(sub)
     return parser
 
 

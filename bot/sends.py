@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL_WITH_OUTCOME = (State.SENT, State.FAILED, State.UNKNOWN)
 # Extra time past the WhatCounts client's own bound before a SENDING request counts as lost.
-SENDING_GRACE = timedelta(seconds=5)
+SENDING_GRACE = timedelta(seconds=2)
 
 
 @dataclass(frozen=True)
@@ -203,6 +203,8 @@ class SendService:
                              sender_code=request.sender_code)
             view = self._view(session, request_id)
         assert view is not None
+        if not claimed and view.request.state != State.PENDING:
+            return Closed(view)  # another approval won the race; ours changed nothing that matters
         return Changed(view, send=claimed)
 
     def reject(self, request_id: str, user_id: str) -> Decision:
@@ -270,7 +272,7 @@ class SendService:
     def _send_time_check(self, session: Session, request: SendRequest) -> str | None:
         """Grants are checked again just before the POST: a revoked grant stops the send."""
         if not permissions.has_role(session, request.requester_id, Role.REQUESTER, request.sender_code):
-            return f"Not sent: <@{request.requester_id}> no longer holds a requester grant for {request.sender_code}."
+            return f"Not sent: the requester no longer holds a requester grant for {request.sender_code}."
         approvers = session.scalars(select(Approval.approver_id).where(Approval.request_id == request.id))
         valid = [a for a in approvers if permissions.has_role(session, a, Role.APPROVER, request.sender_code)]
         if len(valid) < request.approvals_required:
@@ -313,7 +315,7 @@ class SendService:
             state = State.SENT if sent else State.FAILED
             verdict = "sent" if sent else "not sent"
             if not self._transition(session, request_id, (State.UNKNOWN,), state, closed_by=admin_id,
-                                    reason=f"Recorded as {verdict} by <@{admin_id}>: {note}",
+                                    reason=f"Recorded as {verdict}: {note}",
                                     outcome_posted=False):
                 return Refused(f"Request {request_id} is {request.state}, not unknown.")
             audit.record(session, "resolved", admin_id, request_id=request_id, sender_code=request.sender_code,

@@ -81,8 +81,11 @@ class WhatCountsClient:
 
     def __init__(self, base_url: str, realm: str, password: str, timeout: float = 30.0, *,
                  transport: httpx.BaseTransport | None = None, backoff: float = 0.5,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
+                 sleep: Callable[[float], None] = time.sleep,
+                 observer: Callable[[Outcome, float], None] | None = None) -> None:
+        """`observer(outcome, seconds)` is told of every send's outcome and duration; it must not raise."""
         self.base_url = base_url.rstrip("/")
+        self._observer = observer
         self.timeout = timeout
         self.connect_timeout = min(timeout, 10.0)
         self._backoff = backoff
@@ -102,11 +105,13 @@ class WhatCountsClient:
         """An upper bound on one `send` call, retries included (see `SendRequest.sending_deadline`)."""
         attempts = self.CONNECT_ATTEMPTS
         backoff = sum(self._backoff * 2**i for i in range(attempts - 1))
-        return attempts * self.connect_timeout + backoff + 3 * self.timeout
+        return attempts * self.connect_timeout + backoff + 2 * self.timeout  # + writing and reading
 
     def send(self, message: str, sender_code: str, campaign: str,
              description: str | None = None, group_name: str | None = None) -> Outcome:
         url = send_url(self.base_url, message, sender_code, campaign, description, group_name)
+        started = time.monotonic()
+        outcome: Outcome
         for attempt in range(self.CONNECT_ATTEMPTS):
             if attempt:
                 self._sleep(self._backoff * 2 ** (attempt - 1))
@@ -116,11 +121,43 @@ class WhatCountsClient:
                 last_error = f"could not connect to WhatCounts ({type(exc).__name__})"
                 continue
             except httpx.TimeoutException as exc:
-                return Unknown(f"no answer from WhatCounts within {self.timeout:g} s ({type(exc).__name__})")
+                outcome = Unknown(f"no answer from WhatCounts within {self.timeout:g} s ({type(exc).__name__})")
             except httpx.HTTPError as exc:
-                return Unknown(f"the connection to WhatCounts broke before it answered ({type(exc).__name__})")
-            return _read_response(response)
-        return NotSent(f"{last_error} after {self.CONNECT_ATTEMPTS} attempts")
+                outcome = Unknown(f"the connection to WhatCounts broke before it answered ({type(exc).__name__})")
+            else:
+                outcome = _read_response(response)
+            break
+        else:
+            outcome = NotSent(f"{last_error} after {self.CONNECT_ATTEMPTS} attempts")
+        if self._observer is not None:
+            self._observer(outcome, time.monotonic() - started)
+        return outcome
+
+    def list_messages(self) -> list[SmsMessage] | None:
+        """The realm's SMS messages (`GET /rest/sms?skip=N`, 500 a page, until a short page).
+
+        None when WhatCounts cannot be reached, is slow (a short timeout: this feeds a form),
+        answers an error or anything but a list, or pages in a way that cannot be trusted.
+        Only reads, so a caller may simply ask again later.
+        """
+        timeout = httpx.Timeout(min(self.timeout, MESSAGES_TIMEOUT))
+        messages: dict[str, SmsMessage] = {}
+        for page in range(MESSAGES_MAX_PAGES):
+            try:
+                response = self._client.get(f"{self.base_url}{MESSAGES_PATH}",
+                                            params={"skip": page * MESSAGES_PAGE}, timeout=timeout)
+                body = response.json() if response.status_code == 200 else None
+            except (httpx.HTTPError, ValueError):
+                return None
+            if not isinstance(body, list):
+                return None
+            batch = [m for m in map(SmsMessage.from_json, body) if m is not None]
+            if batch and batch[0].id in messages:  # the server ignored `skip`
+                return None
+            messages.update((m.id, m) for m in batch)
+            if len(body) < MESSAGES_PAGE:
+                return list(messages.values())
+        return None
 
     def close(self) -> None:
         self._client.close()
@@ -163,3 +200,37 @@ def explain_rejection(http_status: int, error: str) -> str:
             return explanation
     return ("WhatCounts sometimes reports an error although part of the send went out: check in "
             "WhatCounts before requesting it again.")
+
+
+MESSAGES_PATH = "/rest/sms"
+MESSAGES_PAGE = 500
+MESSAGES_TIMEOUT = 5.0
+MESSAGES_MAX_PAGES = 200  # 100,000 messages; more means the paging cannot be trusted
+
+
+@dataclass(frozen=True)
+class SmsMessage:
+    """One SMS message as WhatCounts lists it. `text` is what recipients receive."""
+
+    id: str
+    name: str
+    text: str
+    label: str = ""
+    total_parts: int | None = None  # WhatCounts' own segment count
+    created: str | None = None  # as WhatCounts writes it, e.g. "Dec 19, 2017 6:10:19 PM" (no time zone)
+    updated: str | None = None
+
+    @classmethod
+    def from_json(cls, item: Any) -> SmsMessage | None:
+        """None for an entry without an id and a name (it could not be sent by name anyway)."""
+        if not isinstance(item, dict) or item.get("id") is None or not isinstance(item.get("name"), str):
+            return None
+        parts = item.get("totalParts")
+        return cls(id=str(item["id"]), name=item["name"], text=str(item.get("messageText") or ""),
+                   label=str(item.get("label") or ""),
+                   total_parts=parts if isinstance(parts, int) and not isinstance(parts, bool) else None,
+                   created=_optional_text(item.get("createdDate")), updated=_optional_text(item.get("updatedDate")))
+
+
+def _optional_text(value: Any) -> str | None:
+    return None if value is None else str(value)

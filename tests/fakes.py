@@ -109,6 +109,7 @@ class FakeSlack(_LoopbackServer):
     def __init__(self) -> None:
         self._ts = itertools.count(1)
         self.failures: list[SlackFailure] = []
+        self.socket_mode_url = ""  # where apps.connections.open sends Socket Mode clients
         super().__init__()
 
     @property
@@ -129,6 +130,8 @@ class FakeSlack(_LoopbackServer):
                     failure.times -= 1
                 return _json(failure.status, {"ok": False, "error": failure.error}, failure.headers)
         params = received.params()
+        if method == "apps.connections.open" and self.socket_mode_url:
+            return _json(200, {"ok": True, "url": self.socket_mode_url})
         if method == "auth.test":
             return _json(200, {"ok": True, "user_id": "UBOT", "team_id": "T1", "bot_id": "BBOT"})
         if method == "chat.postMessage":
@@ -167,9 +170,13 @@ SUCCESS_BODY = {
 class FakeWhatCounts(_LoopbackServer):
     def __init__(self) -> None:
         self.reply = WhatCountsReply(200, SUCCESS_BODY)
+        # When set, GET /rest/sms lists these, 500 a page (?skip=N); None: `reply` answers as before.
+        self.messages: list[dict[str, Any]] | None = None
         super().__init__()
 
     def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
+        if self.messages is not None and received.method == "GET" and received.path == "/rest/sms":
+            return self._list_messages(received)
         reply = self.reply
         if reply.delay:
             time.sleep(reply.delay)
@@ -179,3 +186,10 @@ class FakeWhatCounts(_LoopbackServer):
 
     def posts(self) -> list[Received]:
         return [r for r in list(self.received) if r.method == "POST"]
+
+    def _list_messages(self, received: Received) -> tuple[int, dict[str, str], bytes]:
+        skip = dict(parse_qsl(received.query)).get("skip", "0")
+        if not skip.isdigit():
+            return _json(400, {"error": "Bad Request", "status": "Bad Request", "statusCode": 400})
+        assert self.messages is not None
+        return _json(200, self.messages[int(skip):int(skip) + 500])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -31,7 +32,8 @@ SIGNING_SECRET = "test-signing-secret-8f2b1c"
 BOT_TOKEN = "xoxb-test-bot-token-71d3"
 WHATCOUNTS_REALM = "acme"
 WHATCOUNTS_PASSWORD = "wc-Pa55word!secret"
-SECRETS = (SIGNING_SECRET, BOT_TOKEN, WHATCOUNTS_PASSWORD)
+BASIC_CREDENTIALS = base64.b64encode(f"{WHATCOUNTS_REALM}:{WHATCOUNTS_PASSWORD}".encode()).decode()
+SECRETS = (SIGNING_SECRET, BOT_TOKEN, WHATCOUNTS_PASSWORD, BASIC_CREDENTIALS)
 CHANNEL = "C0CHANNEL"
 CODE = "5551234567"
 
@@ -144,6 +146,12 @@ class BotProcess:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
+
+    def terminate(self, timeout: float = 60) -> int:
+        """SIGTERM to the gunicorn master only, as `docker stop` and Kubernetes do; wait for it to exit."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=timeout)
 
     def kill(self) -> None:
         """SIGKILL every process of the bot at once, as a crash would."""

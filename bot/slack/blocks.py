@@ -117,6 +117,12 @@ def _approvals_line(view: RequestView) -> str:
     return line
 
 
+def _reason(r: SendRequest) -> str:
+    """Why a request stopped; an admin's record of an unknown outcome names the admin."""
+    recorded_by = f" (recorded by <@{r.closed_by}>)" if r.closed_by and r.state in (State.SENT, State.FAILED) else ""
+    return escape(r.reason or "") + recorded_by
+
+
 def outcome_text(view: RequestView) -> str:
     """What happened, in words a marketer understands."""
     r = view.request
@@ -131,13 +137,13 @@ def outcome_text(view: RequestView) -> str:
         case State.SENT:
             text = (f"WhatCounts accepted the send: id *{escape(r.whatcounts_id or '?')}*, "
                     f"status *{escape(r.whatcounts_status or '?')}*. Approved by {approvers}.")
-            return text + (f"\n{escape(r.reason)}" if r.reason else "") + \
+            return text + (f"\n{_reason(r)}" if r.reason else "") + \
                 "\nQuote the id to WhatCounts support for any question about this send."
         case State.FAILED if r.http_status:
             return (f"WhatCounts refused the send (HTTP {r.http_status}): “{escape(r.error_text or '')}”.\n"
                     f"{explain_rejection(r.http_status, r.error_text or '')}")
         case State.FAILED | State.UNKNOWN:
-            text = escape(r.reason or "")
+            text = _reason(r)
             if r.state == State.UNKNOWN:
                 text += ("\nIt will not be sent again by itself. Check in WhatCounts (or ask its support) whether campaign "
                          f"“{escape(r.campaign_name)}” went out before asking again. An admin can record "

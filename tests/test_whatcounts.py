@@ -1,0 +1,118 @@
+"""The WhatCounts client: how names are encoded, and how each HTTP outcome is read."""
+
+from __future__ import annotations
+
+from urllib.parse import unquote, unquote_plus, urlsplit
+
+import httpx
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.whatcounts import NotSent, Rejected, Sent, Unknown, WhatCountsClient, send_url
+
+BASE = "https://wc.example.test"
+names = st.text(min_size=1, max_size=60)
+
+
+def client_for(handler, attempts: list[httpx.Request] | None = None) -> WhatCountsClient:
+    def record(request: httpx.Request) -> httpx.Response:
+        if attempts is not None:
+            attempts.append(request)
+        return handler(request)
+
+    return WhatCountsClient(BASE, "acme", "pw", timeout=1, transport=httpx.MockTransport(record),
+                            sleep=lambda _s: None)
+
+
+@given(message=names, campaign=names, description=names, group=names)
+def test_any_text_is_exactly_one_segment_or_value_and_decodes_back(message: str, campaign: str,
+                                                                   description: str, group: str) -> None:
+    raw = httpx.Request("POST", send_url(BASE, message, "12345", campaign, description, group)).url.raw_path
+    path, _, query = raw.decode("ascii").partition("?")
+    segments = path.split("/")[4:]
+    assert path.startswith("/rest/sms/sendMessageToSenderCode/") and len(segments) == 3
+    pairs = [pair.split("=") for pair in query.split("&")]
+    assert [name for name, _value in pairs] == ["description", "groupName"]
+    for decode in (unquote, unquote_plus):  # whether or not the server reads "+" as a space
+        assert [decode(s) for s in segments] == [message, "12345", campaign]
+        assert [decode(value) for _name, value in pairs] == [description, group]
+
+
+def test_dot_segments_cannot_climb_the_path() -> None:
+    url = send_url(BASE, "..", "12345", ".")
+    assert urlsplit(url).path == "/rest/sms/sendMessageToSenderCode/%2E%2E/12345/%2E"
+    assert httpx.Request("POST", url).url.raw_path == b"/rest/sms/sendMessageToSenderCode/%2E%2E/12345/%2E"
+
+
+def test_optional_parameters_are_left_out_when_empty() -> None:
+    assert "?" not in send_url(BASE, "m", "12345", "c", None, "")
+    assert send_url(BASE, "m", "12345", "c", None, "g").endswith("/m/12345/c?groupName=g")
+
+
+def test_success_is_read_from_the_body() -> None:
+    client = client_for(lambda r: httpx.Response(200, json={"id": 7, "status": "submitted"}))
+    assert client.send("m", "12345", "c") == Sent("7", "submitted", {"id": 7, "status": "submitted"})
+
+
+@pytest.mark.parametrize("status, body, expected", [
+    (500, {"error": "No sender with code 12345", "status": "Internal Server Error", "statusCode": 500},
+     Rejected(500, "No sender with code 12345")),
+    (401, {"error": "Unauthorized", "status": "Unauthorized", "statusCode": 401}, Rejected(401, "Unauthorized")),
+    (502, "<html>Bad gateway</html>", Rejected(502, "<html>Bad gateway</html>")),
+])
+def test_errors_are_rejections_with_whatcounts_words(status: int, body: object, expected: Rejected) -> None:
+    def answer(_request: httpx.Request) -> httpx.Response:
+        return httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=body)
+
+    assert client_for(answer).send("m", "12345", "c") == expected
+
+
+def test_a_200_without_an_id_is_not_taken_for_success() -> None:
+    assert isinstance(client_for(lambda r: httpx.Response(200, text="ok")).send("m", "1", "c"), Unknown)
+
+
+def test_connection_failures_are_retried_then_reported_as_not_sent() -> None:
+    attempts: list[httpx.Request] = []
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused", request=request)
+
+    outcome = client_for(refuse, attempts).send("m", "12345", "c")
+    assert isinstance(outcome, NotSent) and len(attempts) == WhatCountsClient.CONNECT_ATTEMPTS
+
+
+def test_a_refused_connection_then_success_sends_once() -> None:
+    attempts: list[httpx.Request] = []
+
+    def flaky(request: httpx.Request) -> httpx.Response:
+        if not attempts[1:]:
+            raise httpx.ConnectError("refused", request=request)
+        return httpx.Response(200, json={"id": 1, "status": "submitted"})
+
+    assert isinstance(client_for(flaky, attempts).send("m", "12345", "c"), Sent)
+    assert len(attempts) == 2
+
+
+@pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError,
+                                   httpx.ReadError])
+def test_anything_after_the_request_was_written_is_unknown_and_never_retried(error: type[Exception]) -> None:
+    attempts: list[httpx.Request] = []
+
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise error("gone", request=request)
+
+    assert isinstance(client_for(fail, attempts).send("m", "12345", "c"), Unknown)
+    assert len(attempts) == 1
+
+
+def test_unreachable_server_is_not_sent(unused_port: int) -> None:
+    client = WhatCountsClient(f"http://127.0.0.1:{unused_port}", "acme", "pw", timeout=1, backoff=0.01)
+    assert isinstance(client.send("m", "12345", "c"), NotSent)
+
+
+@pytest.fixture
+def unused_port() -> int:
+    from tests.harness import free_port
+
+    return free_port()
