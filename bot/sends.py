@@ -104,15 +104,13 @@ class SendService:
         """Made before the request is stored, so its card can be posted first."""
         return secrets.token_hex(6)
 
-    def requester_codes(self, user_id: str) -> set[str]:
-        """Sender codes the user may request for (`*` = any); empty if they may not request at all."""
-        with self.sessions() as session:
-            return permissions.codes_for(session, user_id, Role.REQUESTER)
-
-    def sender_code_choices(self, user_id: str) -> list[str] | None:
-        """The codes to offer in the form's select, or None when any valid code may be typed."""
+    def sender_code_choices(self, user_id: str) -> list[str] | None | Refused:
+        """For the request form, in one read: Refused if the user may not request at all, else
+        the codes to offer in a select, or None when any valid code may be typed."""
         with self.sessions() as session:
             codes = permissions.codes_for(session, user_id, Role.REQUESTER)
+            if not codes:
+                return Refused("no requester grant")
             if ALL_SENDER_CODES in codes:
                 registered = list(session.scalars(select(SenderCode.code).order_by(SenderCode.code)))
                 return registered or None

@@ -9,7 +9,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.sends import SendService
+from bot.sends import Refused, SendService
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
@@ -33,11 +33,11 @@ def register(app: App, service: SendService) -> None:
             ack(f"`/sms-send {blocks.escape(text)}` is not something I know.\n\n{blocks.HELP}")
             return
         user_id = command["user_id"]
-        if not service.requester_codes(user_id):
+        choices = service.sender_code_choices(user_id)
+        if isinstance(choices, Refused):
             ack(no_access_text(user_id, service.admins()))
             return
-        modal = blocks.request_modal(command["channel_id"], command.get("team_id", ""),
-                                     service.sender_code_choices(user_id))
+        modal = blocks.request_modal(command["channel_id"], command.get("team_id", ""), choices)
         ack()
         try:
             client.views_open(trigger_id=command["trigger_id"], view=modal)
