@@ -36,7 +36,7 @@ from sqlalchemy import create_engine, text
 from bench.load import percentile
 from bot import migrate
 from bot.db import normalize_url
-from tests.fakes import FakeSlack, FakeWhatCounts, Received
+from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, Received
 from tests.harness import (CODE, SIGNING_SECRET, BotProcess, Database, SlackDriver, bot_env, free_port,
                            make_database)
 
@@ -253,9 +253,11 @@ def run_backend(backend: str, levels: list[int], approvals: int, audit: int, gra
     figures = Figures(backend)
     with tempfile.TemporaryDirectory(prefix="sms-bot-bench-") as tmp, database(backend, Path(tmp)) as db:
         workdir = Path(tmp)
+        db.sender_code(CODE, label="Bench")
         db.grant(REQUESTER, "requester")
         db.grant(APPROVER, "approver")
         slack, whatcounts = FakeSlack(), TimedWhatCounts()
+        whatcounts.messages = [SPRING_SALE]
         body_file = workdir / "command.txt"
         body_file.write_bytes(command_body(slack))
         env = bot_env(db.url, slack, whatcounts, SWEEP_INTERVAL_SECONDS="30", WHATCOUNTS_TIMEOUT="30")

@@ -18,7 +18,7 @@ from bot.models import AuditEvent
 
 EVENTS = frozenset({
     "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",
-    "failed", "unknown", "resolved", "grant", "revoke", "sender_code",
+    "failed", "unknown", "resolved", "grant", "revoke", "sender_code", "quiet_override",
 })
 
 

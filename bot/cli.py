@@ -12,10 +12,9 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from bot import audit, migrate, permissions
+from bot import admin, audit, migrate, permissions
 from bot.config import ConfigError, Settings, load_dotenv_file, load_settings
 from bot.db import make_engine, make_session_factory
-from bot.fields import normalize_sender_code
 from bot.models import ALL_SENDER_CODES, Role
 
 
@@ -86,15 +85,6 @@ def cmd_db_upgrade(_args: argparse.Namespace) -> None:
     print(f"database is at revision {migrate.head_revision()}")
 
 
-def _sender_code(raw: str | None) -> str | None:
-    if raw is None or raw == ALL_SENDER_CODES:
-        return None
-    code = normalize_sender_code(raw)
-    if code is None:
-        raise Stop(f"{raw!r} is not a sender code: a short code (5-6 digits) or a US phone number.")
-    return code
-
-
 def _operator() -> str:
     return f"cli:{getpass.getuser()}"
 
@@ -103,13 +93,11 @@ def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
     settings = load_settings(slack=False, whatcounts=False)
     engine = _engine(settings)
     _check_schema(engine)
-    code = _sender_code(args.sender_code)
+    code = admin.parse_scope(args.sender_code)
     change = permissions.grant if add else permissions.revoke
     with make_session_factory(engine).begin() as session:
         changed = change(session, args.user_id, Role(args.role), code, _operator())
-    scope = f"sender code {code}" if code else "every sender code"
-    verb = ("granted" if changed else "already held") if add else ("revoked" if changed else "was not held")
-    print(f"{args.user_id}: {args.role} for {scope} {verb}")
+    print(admin.grant_result(args.user_id, args.role, code, add, changed))
 
 
 def cmd_grants(_args: argparse.Namespace) -> None:
@@ -137,7 +125,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
     engine = _engine(settings)
     _check_schema(engine)
     where = audit.AuditFilter(since=args.since, until=args.until, user_id=args.user,
-                              sender_code=_sender_code(args.sender_code), request_id=args.request)
+                              sender_code=admin.parse_scope(args.sender_code), request_id=args.request)
     render = {"table": audit.to_table, "csv": audit.to_csv, "jsonl": audit.to_jsonl}[args.format]
     with make_session_factory(engine)() as session:
         for chunk in render(audit.query(session, where)):
@@ -159,70 +147,23 @@ def cmd_resolve(args: argparse.Namespace) -> None:
 
 # --- sender codes and policy as code ----------------------------------------------------
 
-def _none_or(raw: str | None) -> tuple[str | None, bool]:
-    """A CLI value and whether it asks to clear the field (`none`)."""
-    if raw is not None and raw.strip().lower() == "none":
-        return None, True
-    return raw, False
-
-
-def _comma_list(raw: str | None) -> list[str] | None:
-    return None if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
-
-
 def cmd_sender_code_set(args: argparse.Namespace) -> None:
-    from bot import senders
-
-    daily_cap_raw, clear_cap = _none_or(args.daily_cap)
-    quiet_hours, clear_quiet = _none_or(args.quiet_hours)
-    timezone, clear_zone = _none_or(args.timezone)
-    daily_cap = None
-    if daily_cap_raw is not None:
-        try:
-            daily_cap = int(daily_cap_raw)
-        except ValueError:
-            raise Stop(f"--daily-cap {daily_cap_raw!r}: give a whole number of sends per day, or none") from None
-    clear = [name for name, flag in (("daily_cap", clear_cap), ("quiet_hours", clear_quiet),
-                                     ("timezone", clear_zone)) if flag]
     settings = load_settings(slack=False, whatcounts=False)
     engine = _engine(settings)
     _check_schema(engine)
     with make_session_factory(engine).begin() as session:
-        try:
-            change = senders.set_sender_code(
-                session, args.code, _operator(), label=args.label, groups=_comma_list(args.groups),
-                approvals=args.approvals, daily_cap=daily_cap, quiet_hours=quiet_hours, timezone=timezone,
-                channels=_comma_list(args.channels),
-                self_approval=None if args.self_approval is None else args.self_approval == "yes", clear=clear)
-        except senders.SenderCodeError as exc:
-            raise Stop(f"sender code {args.code} was not changed:\n"
-                       + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
-        current = senders.get_settings(session, change.code)
-    if change.before is None:
-        print(f"sender code {change.code} added")
-    elif not change.changed:
-        print(f"sender code {change.code} unchanged")
-    else:
-        assert change.after is not None
-        diffs = [f"{key} {change.before[key]!r} -> {change.after[key]!r}"
-                 for key in change.after if change.before[key] != change.after[key]]
-        print(f"sender code {change.code} updated: {'; '.join(diffs)}")
-    assert current is not None
-    print("\n".join(current.describe()))
+        lines = admin.apply_sender_code_options(session, args, _operator())
+    print("\n".join(lines))
 
 
 def cmd_sender_code_list(_args: argparse.Namespace) -> None:
-    from bot.senders import SenderCodeSettings, list_sender_codes
-
     settings = load_settings(slack=False, whatcounts=False)
     engine = _engine(settings)
     _check_schema(engine)
     with make_session_factory(engine)() as session:
-        codes = [SenderCodeSettings.from_row(row) for row in list_sender_codes(session)]
-    for code in codes:
-        print("\n".join(code.describe()))
-    if not codes:
-        print("no sender codes registered yet: `sms-bot sender-code set CODE --label ... --approvals N`")
+        lines = admin.sender_code_lines(session)
+    print("\n".join(lines) if lines else
+          "no sender codes registered yet: `sms-bot sender-code set CODE --label ... --approvals N`")
 
 
 def cmd_policy_export(args: argparse.Namespace) -> None:
@@ -276,15 +217,7 @@ def _add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
     codes = sub.add_parser("sender-code", help="register sender codes and their sending policy"
                            ).add_subparsers(dest="sender_code_command", required=True)
     put = codes.add_parser("set", help="add a sender code or change the options given (`none` clears one)")
-    put.add_argument("code", help="short code or US phone number, e.g. 5551234567")
-    put.add_argument("--label", help="a name people recognise, e.g. 'Marketing US'")
-    put.add_argument("--groups", help="comma-separated SMS group names that may be chosen ('' for none)")
-    put.add_argument("--approvals", type=int, help="approvals a send needs (at least 1)")
-    put.add_argument("--daily-cap", help="most sends per local day, or none")
-    put.add_argument("--quiet-hours", help="HH:MM-HH:MM local time when nothing is sent, or none")
-    put.add_argument("--timezone", help="IANA time zone of the quiet hours and the day, e.g. America/New_York")
-    put.add_argument("--channels", help="comma-separated Slack channel IDs it may be requested in ('' for any)")
-    put.add_argument("--self-approval", choices=("yes", "no"), help="may the requester approve their own send")
+    admin.add_sender_code_options(put)
     put.set_defaults(run=cmd_sender_code_set)
     codes.add_parser("list", help="list registered sender codes").set_defaults(run=cmd_sender_code_list)
 
@@ -356,7 +289,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  - {problem}", file=sys.stderr)
         return 2
-    except Stop as exc:
+    except (Stop, admin.AdminError) as exc:
         print(f"sms-bot: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -19,6 +19,7 @@ DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 SLACK_APP = "your Slack app's settings page"
 WHATCOUNTS_API = "WhatCounts: Settings > API"
 LOG_FORMATS = ("text", "json")
+FLAG_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
 class ConfigError(Exception):
@@ -40,6 +41,7 @@ class Settings:
     whatcounts_realm: str = ""
     whatcounts_password: str = field(default="", repr=False)
     whatcounts_timeout: float = 30.0
+    whatcounts_dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
     request_ttl_minutes: float = 60.0
     sweep_interval_seconds: float = 30.0
     log_format: str = "text"  # text | json (LOG_FORMAT)
@@ -118,6 +120,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         values["whatcounts_realm"] = required("WHATCOUNTS_REALM", f"{WHATCOUNTS_API}: realm name")
         values["whatcounts_password"] = required("WHATCOUNTS_PASSWORD", f"{WHATCOUNTS_API}: API password")
         values["whatcounts_timeout"] = _positive_number(env, "WHATCOUNTS_TIMEOUT", 30.0, problems)
+        dry_run = env.get("WHATCOUNTS_DRY_RUN", "").strip().lower()
+        if dry_run not in ("", *FLAG_VALUES):
+            problems.append(f"WHATCOUNTS_DRY_RUN must be 1 (dry run: nothing is sent) or 0, got {dry_run!r}.")
+        values["whatcounts_dry_run"] = FLAG_VALUES.get(dry_run, False)
     if problems:
         raise ConfigError(problems)
     return Settings(**values)  # type: ignore[arg-type]

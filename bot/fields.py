@@ -8,6 +8,7 @@ from dataclasses import dataclass
 MAX_NAME = 255
 MAX_DESCRIPTION = 500
 MAX_GROUP = 255
+ALL_CONTACTS = "*"  # the form's group choice meaning no group: every contact of the sender code
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
@@ -52,7 +53,11 @@ def parse_fields(message_name: str | None, sender_code: str | None, campaign_nam
     message = _text(message_name, "message name", MAX_NAME, errors, "message_name", True)
     campaign = _text(campaign_name, "campaign name", MAX_NAME, errors, "campaign_name", True)
     desc = _text(description, "description", MAX_DESCRIPTION, errors, "description", False)
-    group = _text(group_name, "group name", MAX_GROUP, errors, "group_name", False)
+    group = _text(group_name, "group", MAX_GROUP, errors, "group_name", False)
+    if group is None:
+        errors["group_name"] = "Choose a group, or All contacts."
+    elif group == ALL_CONTACTS:
+        group = None
     code = None
     if not (sender_code or "").strip():
         errors["sender_code"] = "Enter a sender code."

@@ -105,6 +105,13 @@ class SendRequest(Base):
     whatcounts_status: Mapped[str | None] = mapped_column(String(64))
     http_status: Mapped[int | None] = mapped_column(Integer)
     error_text: Mapped[str | None] = mapped_column(Text)
+    # What the approvers were shown, fixed when the request was made (migration 0003).
+    message_text: Mapped[str | None] = mapped_column(Text)  # None: WhatCounts could not be asked
+    message_verified: Mapped[bool] = mapped_column(default=False)
+    sender_label: Mapped[str] = mapped_column(String(100), default="")
+    quiet_hours: Mapped[str | None] = mapped_column(String(80))  # "21:00-08:00 America/New_York"
+    quiet_override: Mapped[str | None] = mapped_column(Text)  # an admin's reason to send inside them
+    dry_run: Mapped[bool] = mapped_column(default=False)
     # `version` moves with every change; the card shows `card_version`. A sweep
     # re-renders cards that lag behind, so a failed card update is retried, not lost.
     version: Mapped[int] = mapped_column(Integer, default=1)

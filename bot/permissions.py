@@ -18,10 +18,12 @@ def has_role(session: Session, user_id: str, role: Role, sender_code: str) -> bo
     return session.scalar(stmt) is not None
 
 
-def codes_for(session: Session, user_id: str, role: Role) -> set[str]:
-    """The sender codes the user holds `role` for; `*` in the set means every code."""
-    stmt = select(Grant.sender_code).where(Grant.user_id == user_id, Grant.role == role)
-    return set(session.scalars(stmt))
+def codes_by_role(session: Session, user_id: str) -> dict[Role, set[str]]:
+    """The sender codes the user holds each role for, in one query; `*` in a set means every code."""
+    held: dict[Role, set[str]] = {}
+    for role, code in session.execute(select(Grant.role, Grant.sender_code).where(Grant.user_id == user_id)):
+        held.setdefault(Role(role), set()).add(code)
+    return held
 
 
 def holders(session: Session, role: Role) -> list[str]:

@@ -18,11 +18,12 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot import audit
-from bot.fields import MAX_GROUP, normalize_sender_code
+from bot.fields import ALL_CONTACTS, normalize_sender_code
 from bot.models import AuditEvent, SenderCode, SendRequest, State
 from bot.quiet_hours import QuietHours, zone
 
 MAX_LABEL = 100
+MAX_GROUP_NAME = 150  # a group is chosen from a Slack menu, whose option values hold 150 characters
 SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,31}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -113,8 +114,10 @@ def _names(value: Any, what: str, check: Any) -> tuple[tuple[str, ...], str | No
 def _group_problem(name: str) -> str | None:
     if not name:
         return "a group name cannot be empty"
-    if len(name) > MAX_GROUP:
-        return f"group name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_GROUP}"
+    if name == ALL_CONTACTS:
+        return f"{ALL_CONTACTS!r} is not a group name: it stands for all contacts in the form"
+    if len(name) > MAX_GROUP_NAME:
+        return f"group name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_GROUP_NAME}"
     if _CONTROL.search(name):
         return f"group name {name!r} contains a line break or control character"
     return None
@@ -294,13 +297,15 @@ def day_bounds(now_utc: datetime, timezone: str | None) -> tuple[datetime, datet
     return (start.astimezone(UTC).replace(tzinfo=None), end.astimezone(UTC).replace(tzinfo=None))
 
 
-def sends_today(session: Session, code: str, now_utc: datetime, timezone: str | None) -> int:
+def sends_today(session: Session, code: str, now_utc: datetime, timezone: str | None, *,
+                dry_run: bool = False) -> int:
     """How many sends of `code` went out during the local day (in `timezone`, UTC if None) of `now_utc`.
 
     A send is counted on the day it *started sending*: the time of its "sending" audit
     event, written in the same transaction that moves the request to SENDING. A request
     asked for yesterday and approved today counts today. Only requests still SENDING,
     SENT or UNKNOWN count: a FAILED one was refused by WhatCounts or never reached it.
+    Dry runs are counted apart from real sends (`dry_run`), so a rehearsal never uses up the cap.
     To enforce the cap without a race, count in the transaction that claims the send
     and lock the sender code's row first (PostgreSQL `SELECT ... FOR UPDATE`).
     """
@@ -308,5 +313,6 @@ def sends_today(session: Session, code: str, now_utc: datetime, timezone: str | 
     stmt = (select(func.count(func.distinct(SendRequest.id)))
             .join(AuditEvent, AuditEvent.request_id == SendRequest.id)
             .where(AuditEvent.event == "sending", AuditEvent.at >= start, AuditEvent.at < end,
-                   SendRequest.sender_code == code, SendRequest.state.in_(CAP_STATES)))
+                   SendRequest.sender_code == code, SendRequest.state.in_(CAP_STATES),
+                   SendRequest.dry_run.is_(dry_run)))
     return int(session.scalar(stmt) or 0)

@@ -18,11 +18,13 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit, permissions
+from bot import audit, permissions, send_policy
 from bot.db import utcnow
 from bot.fields import RequestFields
-from bot.models import ALL_SENDER_CODES, Approval, Role, SenderCode, SendRequest, State
-from bot.whatcounts import NotSent, Outcome, Rejected, Sent, Unknown, WhatCountsClient
+from bot.messages import MessageCatalog, Unverifiable
+from bot.models import ALL_SENDER_CODES, Approval, Role, SendRequest, State
+from bot.senders import SenderCodeSettings, get_settings, list_sender_codes, sends_today
+from bot.whatcounts import NotSent, Outcome, Rejected, Sent, Unknown, WhatCountsClient, send_url
 
 log = logging.getLogger(__name__)
 
@@ -65,9 +67,34 @@ Decision = Refused | Closed | Changed
 
 
 @dataclass(frozen=True)
-class Rules:
-    approvals_required: int = 1
-    allow_self_approval: bool = False
+class Invalid:
+    """The form cannot be requested as filled in: a sentence per form field. Nothing changed."""
+
+    errors: dict[str, str]
+
+
+@dataclass(frozen=True)
+class FormChoices:
+    """The sender codes a user may request in a channel, for the request form."""
+
+    codes: list[SenderCodeSettings]
+    admin_codes: frozenset[str]  # where the user may override quiet hours; `*`: everywhere
+    empty_reason: str = ""  # why `codes` is empty, for the user
+
+    def get(self, code: str | None) -> SenderCodeSettings | None:
+        return next((c for c in self.codes if c.code == code), None)
+
+    def may_override(self, code: str) -> bool:
+        return code in self.admin_codes or ALL_SENDER_CODES in self.admin_codes
+
+
+@dataclass(frozen=True)
+class CodeStatus:
+    """A sender code's policy and where it stands now, shown in the form once the code is chosen."""
+
+    settings: SenderCodeSettings
+    sends_today: int
+    quiet_now: str | None  # set while quiet hours are in effect
 
 
 @dataclass
@@ -76,6 +103,8 @@ class SendService:
     whatcounts: WhatCountsClient | None  # None where nothing is sent (the command line)
     request_ttl: timedelta = timedelta(minutes=60)
     clock: Callable[[], datetime] = field(default=utcnow)
+    messages: MessageCatalog | None = None  # None: message names cannot be checked
+    dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
 
     # --- reading ---------------------------------------------------------------------
 
@@ -92,11 +121,6 @@ class SendService:
                                     .order_by(Approval.approved_at, Approval.approver_id))
         return RequestView(request, tuple(approvers))
 
-    @staticmethod
-    def rules_for(session: Session, sender_code: str) -> Rules:
-        row = session.get(SenderCode, sender_code)
-        return Rules(row.approvals_required, row.allow_self_approval) if row else Rules()
-
     # --- creating --------------------------------------------------------------------
 
     @staticmethod
@@ -104,38 +128,84 @@ class SendService:
         """Made before the request is stored, so its card can be posted first."""
         return secrets.token_hex(6)
 
-    def sender_code_choices(self, user_id: str) -> list[str] | None | Refused:
-        """For the request form, in one read: Refused if the user may not request at all, else
-        the codes to offer in a select, or None when any valid code may be typed."""
+    def sender_code_choices(self, user_id: str, channel_id: str) -> FormChoices | Refused:
+        """Refused if the user holds no requester grant; else the registered codes they may
+        request in this channel (empty, with the reason, if none)."""
         with self.sessions() as session:
-            codes = permissions.codes_for(session, user_id, Role.REQUESTER)
-            if not codes:
+            held = permissions.codes_by_role(session, user_id)
+            requestable = held.get(Role.REQUESTER, set())
+            if not requestable:
                 return Refused("no requester grant")
-            if ALL_SENDER_CODES in codes:
-                registered = list(session.scalars(select(SenderCode.code).order_by(SenderCode.code)))
-                return registered or None
-            return sorted(codes)
+            registered = [SenderCodeSettings.from_row(row) for row in list_sender_codes(session)]
+        mine = [c for c in registered if c.code in requestable or ALL_SENDER_CODES in requestable]
+        here = [c for c in mine if send_policy.channel_problem(c, channel_id) is None]
+        admin_codes = frozenset(held.get(Role.ADMIN, set()))
+        if here:
+            return FormChoices(here, admin_codes)
+        if mine:
+            places = sorted({f"<#{channel}>" for c in mine for channel in c.channels})
+            return FormChoices([], admin_codes, "Your sender codes cannot be requested in this channel. Run "
+                                                "/sms-send in " + ", ".join(places) + ".")
+        wanted = ", ".join(sorted(requestable - {ALL_SENDER_CODES})) or "any sender code"
+        return FormChoices([], admin_codes, f"You may request {wanted}, but no such sender code is registered "
+                                            "yet. An admin registers it with `/sms-send admin sender-code set CODE`.")
+
+    def code_status(self, settings: SenderCodeSettings) -> CodeStatus:
+        now = self.clock()
+        used = 0
+        if settings.daily_cap is not None:
+            with self.sessions() as session:
+                used = sends_today(session, settings.code, now, settings.timezone, dry_run=self.dry_run)
+        return CodeStatus(settings, used, send_policy.quiet_problem(settings, now))
 
     def admins(self) -> list[str]:
         with self.sessions() as session:
             return permissions.holders(session, Role.ADMIN)
 
-    def draft(self, requester_id: str, team_id: str, channel_id: str,
-              fields: RequestFields) -> SendRequest | Refused:
-        """A request not yet stored, with its rules applied, for posting its card first."""
-        with self.sessions() as session:
-            if not permissions.has_role(session, requester_id, Role.REQUESTER, fields.sender_code):
-                return Refused(f"You have no grant to request sends for sender code {fields.sender_code}.")
-            rules = self.rules_for(session, fields.sender_code)
+    def draft(self, requester_id: str, team_id: str, channel_id: str, fields: RequestFields,
+              quiet_override: str | None = None) -> SendRequest | Invalid:
+        """A request not yet stored, checked against the sender code's policy, for posting its card first.
+
+        `quiet_override`: an admin's reason to request a send inside quiet hours.
+        """
         now = self.clock()
+        code = fields.sender_code
+        with self.sessions() as session:
+            if not permissions.has_role(session, requester_id, Role.REQUESTER, code):
+                return Invalid({"sender_code": f"You have no grant to request sends for sender code {code}."})
+            settings = get_settings(session, code)
+            if settings is None:
+                return Invalid({"sender_code": f"Sender code {code} is not registered: an admin adds it with "
+                                               f"`/sms-send admin sender-code set {code}`."})
+            errors: dict[str, str] = {}
+            if problem := send_policy.channel_problem(settings, channel_id):
+                errors["sender_code"] = problem
+            elif problem := send_policy.cap_problem(session, settings, now, self.dry_run):
+                errors["sender_code"] = problem
+            elif (problem := send_policy.quiet_problem(settings, now)) and not quiet_override:
+                errors["sender_code"] = problem
+            if problem := send_policy.group_problem(settings, fields.group_name):
+                errors["group_name"] = problem
+            if quiet_override and not permissions.has_role(session, requester_id, Role.ADMIN, code):
+                errors["quiet_override"] = f"Only an admin of sender code {code} can override its quiet hours."
+        if errors:
+            return Invalid(errors)
+        message = self.messages.get(fields.message_name) if self.messages else Unverifiable("no catalogue")
+        if message is None:
+            return Invalid({"message_name": f"WhatCounts has no SMS message named “{fields.message_name}” "
+                                            "(names are case-sensitive). Choose one from the list."})
+        text = None if isinstance(message, Unverifiable) else message.text
         return SendRequest(
             id=self.new_id(), state=State.PENDING, requester_id=requester_id, team_id=team_id,
             channel_id=channel_id, card_ts="", message_name=fields.message_name,
-            sender_code=fields.sender_code, campaign_name=fields.campaign_name,
+            sender_code=code, campaign_name=fields.campaign_name,
             description=fields.description, group_name=fields.group_name,
-            approvals_required=rules.approvals_required, allow_self_approval=rules.allow_self_approval,
+            approvals_required=settings.approvals, allow_self_approval=settings.self_approval,
             created_at=now, expires_at=now + self.request_ttl, version=1, card_version=1,
-            outcome_posted=False,
+            outcome_posted=False, message_text=text, message_verified=text is not None,
+            sender_label=settings.label,
+            quiet_hours=str(quiet) if (quiet := settings.quiet()) else None,
+            quiet_override=quiet_override, dry_run=self.dry_run,
         )
 
     def store(self, draft: SendRequest, card_ts: str) -> RequestView | Refused:
@@ -149,7 +219,12 @@ class SendService:
                          sender_code=draft.sender_code, channel_id=draft.channel_id,
                          message_name=draft.message_name, campaign_name=draft.campaign_name,
                          description=draft.description, group_name=draft.group_name,
-                         approvals_required=draft.approvals_required)
+                         approvals_required=draft.approvals_required, message_verified=draft.message_verified,
+                         dry_run=draft.dry_run)
+            if draft.quiet_override:
+                audit.record(session, "quiet_override", draft.requester_id, request_id=draft.id,
+                             sender_code=draft.sender_code, quiet_hours=draft.quiet_hours,
+                             reason=draft.quiet_override)
         return RequestView(draft)
 
     # --- deciding --------------------------------------------------------------------
@@ -186,24 +261,44 @@ class SendService:
         # A separate transaction, after our approval committed: whichever approval commits
         # last sees every approval and claims the send; the UPDATE lets only one win.
         with self.sessions.begin() as session:
-            now = self.clock()
             approvals = select(func.count()).select_from(Approval).where(
                 Approval.request_id == request_id).scalar_subquery()
-            assert self.whatcounts is not None
-            deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
-            claimed = session.execute(update(SendRequest).where(
-                SendRequest.id == request_id, SendRequest.state == State.PENDING,
-                SendRequest.expires_at > now, approvals >= SendRequest.approvals_required,
-            ).values(state=State.SENDING, sending_deadline=deadline,
-                     version=SendRequest.version + 1)).rowcount == 1
-            if claimed:
-                audit.record(session, "sending", approver_id, request_id=request_id,
-                             sender_code=request.sender_code)
+            enough = approvals >= SendRequest.approvals_required
+            ready = session.scalar(select(SendRequest.id).where(
+                SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is not None
+            stop = self._claim_check(session, request) if ready else None
+            now = self.clock()
+            claimed = False
+            if stop is None:
+                assert self.whatcounts is not None
+                deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
+                claimed = self._transition(session, request_id, (State.PENDING,), State.SENDING, enough,
+                                           SendRequest.expires_at > now, sending_deadline=deadline)
+                if claimed:
+                    audit.record(session, "sending", approver_id, request_id=request_id,
+                                 sender_code=request.sender_code)
+            elif self._transition(session, request_id, (State.PENDING,), State.FAILED, enough,
+                                  finished_at=now, reason=stop, outcome_posted=False):
+                audit.record(session, "failed", "system", request_id=request_id, sender_code=request.sender_code,
+                             reason=stop)
             view = self._view(session, request_id)
         assert view is not None
-        if not claimed and view.request.state != State.PENDING:
+        if not claimed and view.request.state not in (State.PENDING, State.FAILED):
             return Closed(view)  # another approval won the race; ours changed nothing that matters
         return Changed(view, send=claimed)
+
+    def _claim_check(self, session: Session, request: SendRequest) -> str | None:
+        """The policy at the moment of sending, with the sender code's row locked so that
+        concurrent claims of one code count each other's sends. A reason means: do not send."""
+        settings = send_policy.lock_sender_code(session, request.sender_code)
+        if settings is None:
+            return f"Not sent: sender code {request.sender_code} is no longer registered."
+        now = self.clock()
+        if not request.quiet_override and (problem := send_policy.quiet_problem(settings, now)):
+            return f"Not sent at approval: {problem}"
+        if problem := send_policy.cap_problem(session, settings, now, request.dry_run):
+            return f"Not sent at approval: {problem}"
+        return None
 
     def reject(self, request_id: str, user_id: str) -> Decision:
         return self._close(request_id, user_id, State.REJECTED, "rejected", self._may_reject)
@@ -263,6 +358,11 @@ class SendService:
         if stop is not None:
             return self._finish(request, State.FAILED, "failed", reason=stop)
         assert self.whatcounts is not None
+        if request.dry_run or self.dry_run:
+            return self._finish(request, State.SENT, "sent", whatcounts_status="dry run", dry_run=True, reason=(
+                "DRY RUN: WhatCounts was not called. The bot would have sent POST "
+                + send_url("", request.message_name, request.sender_code, request.campaign_name,
+                           request.description, request.group_name)))
         outcome = self.whatcounts.send(request.message_name, request.sender_code, request.campaign_name,
                                        request.description, request.group_name)
         return self._record(request, outcome)

@@ -13,7 +13,7 @@ from sqlalchemy.exc import OperationalError
 
 from bot import migrate
 from bot.db import normalize_url
-from tests.fakes import FakeSlack, FakeWhatCounts
+from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts
 from tests.harness import BotProcess, Database, SlackDriver, bot_env, make_database
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -66,6 +66,7 @@ def fake_slack() -> Iterator[FakeSlack]:
 @pytest.fixture
 def fake_whatcounts() -> Iterator[FakeWhatCounts]:
     server = FakeWhatCounts()
+    server.messages = [SPRING_SALE]
     yield server
     server.close()
 

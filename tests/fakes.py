@@ -167,6 +167,11 @@ SUCCESS_BODY = {
 }
 
 
+SPRING_SALE = {"id": 55, "name": "Spring Sale", "label": "spring",
+               "messageText": "Spring sale: 20% off everything until Sunday. Reply STOP to opt out.",
+               "totalParts": 1, "createdDate": "Mar 16, 2018 09:10:50 AM"}
+
+
 class FakeWhatCounts(_LoopbackServer):
     def __init__(self) -> None:
         self.reply = WhatCountsReply(200, SUCCESS_BODY)

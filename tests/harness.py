@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot import permissions
 from bot.db import make_engine, make_session_factory
+from bot.fields import ALL_CONTACTS
 from bot.models import AuditEvent, Role, SenderCode, SendRequest
 from tests.fakes import FakeSlack, FakeWhatCounts
 
@@ -211,15 +212,19 @@ class SlackDriver:
         return self.slack.calls("views.open")[-1]["view"]
 
     def submit(self, user_id: str, view: dict[str, Any], **values: str | None) -> httpx.Response:
+        """Submit the form with these values by block id (a select's option value); None leaves it empty."""
         state: dict[str, Any] = {}
         for block in view["blocks"]:
+            if block["type"] != "input":
+                continue
             element = block["element"]
             value = values.get(block["block_id"])
-            if element["type"] == "static_select":
+            if element["type"] in ("static_select", "external_select"):
                 option = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
-                state[block["block_id"]] = {"value": {"type": "static_select", "selected_option": option}}
+                entry = {"type": element["type"], "selected_option": option}
             else:
-                state[block["block_id"]] = {"value": {"type": "plain_text_input", "value": value}}
+                entry = {"type": element["type"], "value": value}
+            state[block["block_id"]] = {element["action_id"]: entry}
         payload = {
             "type": "view_submission", "team": {"id": "T1", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
@@ -231,10 +236,41 @@ class SlackDriver:
         }
         return self.post(urlencode({"payload": json.dumps(payload)}))
 
+    def choose_sender_code(self, user_id: str, view: dict[str, Any], code: str) -> dict[str, Any]:
+        """Pick a sender code in the open form, as Slack reports it; returns the form the bot redraws."""
+        before = len(self.slack.calls("views.update"))
+        payload = {
+            "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
+            "api_app_id": "A1", "token": "legacy-verification-token", "trigger_id": f"trigger-{next(self._ids)}",
+            "container": {"type": "view", "view_id": "V1"},
+            "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
+                     "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
+                     "blocks": view["blocks"], "title": view["title"], "state": {"values": {}}},
+            "actions": [{"action_id": "sender_code", "block_id": "sender_code", "type": "static_select",
+                         "selected_option": {"text": {"type": "plain_text", "text": code}, "value": code},
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        response = self.post(urlencode({"payload": json.dumps(payload)}))
+        assert response.status_code == 200, response.text
+        self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
+        return self.slack.calls("views.update")[-1]["view"]
+
+    def suggest(self, user_id: str, query: str) -> httpx.Response:
+        """The message type-ahead's options request (`block_suggestion`), as Slack sends it."""
+        payload = {
+            "type": "block_suggestion", "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user_id, "name": user_id.lower(), "team_id": "T1"}, "api_app_id": "A1",
+            "token": "legacy-verification-token", "container": {"type": "view", "view_id": "V1"},
+            "action_id": "message_name", "block_id": "message_name", "value": query,
+            "view": {"id": "V1", "type": "modal", "callback_id": "sms_send_request", "state": {"values": {}}},
+        }
+        return self.post(urlencode({"payload": json.dumps(payload)}))
+
     def request(self, user_id: str, channel_id: str = CHANNEL, **values: str | None) -> str:
         """Open the form, submit it, and return the id of the request on the posted card."""
         fields = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring 2026",
-                  "description": None, "group_name": None, **values}
+                  "description": None, "group_name": ALL_CONTACTS, **values}
         before = len(self.slack.calls("chat.postMessage"))
         response = self.submit(user_id, self.open_form(user_id, channel_id), **fields)
         assert response.status_code == 200 and response.text == "", response.text

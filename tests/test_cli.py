@@ -84,6 +84,7 @@ def test_grant_revoke_and_list(blank_db: dict[str, str], tmp_path: Path) -> None
 
 
 def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
+    db.sender_code(CODE)
     db.grant("UREQ", "requester")
     db.grant("UAPP", "approver")
     request_id = slack.request("UREQ")
@@ -105,6 +106,7 @@ def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[s
 
 def test_an_admin_records_what_support_said_about_an_unknown_outcome(
         db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
+    db.sender_code(CODE)
     db.grant("UREQ", "requester")
     db.grant("UAPP", "approver")
     db.grant("UADMIN", "admin", None)

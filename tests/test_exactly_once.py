@@ -17,6 +17,7 @@ REQUESTER, APPROVER, SECOND = "UREQUESTER", "UAPPROVER", "USECOND"
 
 @pytest.fixture(autouse=True)
 def roles(db: Database) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     db.grant(SECOND, "approver")

@@ -15,12 +15,13 @@ REQUESTER, APPROVER, OUTSIDER = "UREQUESTER", "UAPPROVER", "UOUTSIDER"
 
 
 def setup_roles(db: Database) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
 
 
 def labels(view: dict) -> list[str]:
-    return [block["label"]["text"] for block in view["blocks"]]
+    return [block["label"]["text"] for block in view["blocks"] if block["type"] == "input"]
 
 
 def test_healthz(bot: BotProcess) -> None:
@@ -38,11 +39,17 @@ def test_help_is_ephemeral_and_opens_nothing(db: Database, slack: SlackDriver, f
 def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                     fake_whatcounts: FakeWhatCounts) -> None:
     setup_roles(db)
+    db.sender_code(CODE, label="Marketing US", groups=["VIP customers", "Leads"])
     view = slack.open_form(REQUESTER)
-    assert labels(view) == ["Message name", "Sender code", "Campaign name", "Description", "Group name"]
-    assert [b.get("optional", False) for b in view["blocks"]] == [False, False, False, True, True]
-    # The requester's only code is known, so it is offered in a select.
-    assert view["blocks"][1]["element"]["type"] == "static_select"
+    assert labels(view) == ["SMS message", "Sender code", "Campaign name", "Description", "Send to"]
+    inputs = [b for b in view["blocks"] if b["type"] == "input"]
+    assert [b.get("optional", False) for b in inputs] == [False, False, False, True, False]
+    assert [b["element"]["type"] for b in inputs] == [
+        "external_select", "static_select", "plain_text_input", "plain_text_input", "static_select"]
+    # The requester's only code is chosen already, so its groups are offered, never free text.
+    assert inputs[1]["element"]["initial_option"]["value"] == CODE
+    assert [o["value"] for o in inputs[4]["element"]["options"]] == ["*", "VIP customers", "Leads"]
+    assert "Marketing US" in json.dumps(view["blocks"])
 
     response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,
                             campaign_name="Spring 2026 / week 1", description="Promo & more <!channel>",
@@ -51,9 +58,13 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
     card = fake_slack.calls("chat.postMessage")[0]
     assert card["channel"] == CHANNEL
     card_text = json.dumps(card["blocks"])
-    for expected in (f"<@{REQUESTER}>", "Spring Sale", CODE, "Spring 2026 / week 1", "VIP customers",
-                     "Promo &amp; more &lt;!channel&gt;", '"Approve"', '"Reject"', '"Cancel"'):
+    for expected in (f"<@{REQUESTER}>", "Spring Sale", CODE, "Marketing US", "Spring 2026 / week 1",
+                     "VIP customers", "Promo &amp; more &lt;!channel&gt;", '"Approve"', '"Reject"', '"Cancel"',
+                     # the text as it goes out, its length and segments, the approvals, expiry, quiet hours
+                     "20% off everything until Sunday", "68 characters, 1 SMS segment (GSM-7",
+                     "Approvals: 0 of 1", "Expires at", "none set for this sender code"):
         assert expected in card_text, expected
+    assert "ALL CONTACTS" not in card_text
     request_id = request_id_of(card)
 
     assert slack.click(APPROVER, "approve", request_id).status_code == 200

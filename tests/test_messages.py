@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
-from bot.messages import MessageCatalog, Unverifiable
+from bot.messages import MessageCatalog, MessageSearch, Unverifiable
 from bot.whatcounts import SmsMessage, WhatCountsClient, basic_auth
-from tests.fakes import FakeWhatCounts
+from tests.fakes import FakeWhatCounts, WhatCountsReply
 from tests.harness import WHATCOUNTS_PASSWORD, WHATCOUNTS_REALM
 
 
@@ -112,7 +113,7 @@ def test_against_the_loopback_fake() -> None:
         catalog = MessageCatalog(wc)
         found = catalog.get("Spring Sale")
         assert isinstance(found, SmsMessage) and found.id == "1600"
-        assert [m.name for m in catalog.search("spring")] == ["Spring Sale"]
+        assert [m.name for m in catalog.search("spring").messages] == ["Spring Sale"]
         assert catalog.get("Autumn Sale") is None
         gets = [r for r in fake.received if r.method == "GET"]
         assert [r.raw_path for r in gets] == ["/rest/sms?skip=0", "/rest/sms?skip=500"]
@@ -129,7 +130,7 @@ def test_unreachable_loopback_is_unverifiable() -> None:
     fake.close()  # nothing listens there any more: connection refused
     catalog = MessageCatalog(WhatCountsClient(url, "acme", "pw", timeout=2))
     assert isinstance(catalog.get("Spring Sale"), Unverifiable)
-    assert catalog.search("spring") == []
+    assert catalog.search("spring") == MessageSearch([], listed=False)
 
 
 # --- MessageCatalog ----------------------------------------------------------------------
@@ -158,16 +159,24 @@ class Clock:
         return self.now
 
 
+def run_together(target: Callable[[], None], count: int) -> None:
+    threads = [threading.Thread(target=target) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(5)
+
+
 NAMES = ["Spring Sale", "Summer sale", "Pre-spring teaser", "Welcome", "SPRING 2026", "Price Drop"]
 
 
 def test_search_is_case_insensitive_prefix_first_and_limited() -> None:
     catalog = MessageCatalog(Source(NAMES))
-    assert [m.name for m in catalog.search("spring")] == ["SPRING 2026", "Spring Sale", "Pre-spring teaser"]
-    assert [m.name for m in catalog.search("SALE")] == ["Spring Sale", "Summer sale"]
-    assert [m.name for m in catalog.search("")] == sorted(NAMES, key=str.casefold)
-    assert len(catalog.search("", limit=2)) == 2
-    assert catalog.search("nothing like it") == []
+    assert [m.name for m in catalog.search("spring").messages] == ["SPRING 2026", "Spring Sale", "Pre-spring teaser"]
+    assert [m.name for m in catalog.search("SALE").messages] == ["Spring Sale", "Summer sale"]
+    assert [m.name for m in catalog.search("").messages] == sorted(NAMES, key=str.casefold)
+    assert len(catalog.search("", limit=2).messages) == 2
+    assert catalog.search("nothing like it") == MessageSearch([], listed=True)
 
 
 def test_listing_is_reused_within_the_ttl() -> None:
@@ -180,7 +189,7 @@ def test_listing_is_reused_within_the_ttl() -> None:
     assert source.calls == 1
     source.names = [*NAMES, "Autumn"]
     clock.now += 2
-    assert [m.name for m in catalog.search("autumn")] == ["Autumn"]
+    assert [m.name for m in catalog.search("autumn").messages] == ["Autumn"]
     assert source.calls == 2
 
 
@@ -219,13 +228,27 @@ def test_after_a_failure_whatcounts_is_not_asked_at_every_keystroke() -> None:
     source.names = None
     catalog = MessageCatalog(source, retry_seconds=10, clock=clock)
     for _ in range(5):
-        assert catalog.search("s") == []
+        assert catalog.search("s") == MessageSearch([], listed=False)
         assert isinstance(catalog.get("Welcome"), Unverifiable)
     assert source.calls == 1
     source.names = NAMES
     clock.now += 10
     assert isinstance(catalog.get("Welcome"), SmsMessage)
     assert source.calls == 2
+
+
+def test_a_listing_that_raises_counts_as_a_failure() -> None:
+    class Broken(Source):
+        def list_messages(self) -> list[SmsMessage] | None:
+            self.calls += 1
+            raise RuntimeError("a bug in the client")
+
+    source, clock = Broken(NAMES), Clock()
+    catalog = MessageCatalog(source, retry_seconds=10, clock=clock)
+    assert catalog.search("s") == MessageSearch([], listed=False)
+    clock.now += 10
+    assert isinstance(catalog.get("Welcome"), Unverifiable)
+    assert source.calls == 2  # the catalogue is not stuck waiting on the fetch that raised
 
 
 def test_concurrent_callers_share_one_listing() -> None:
@@ -236,12 +259,89 @@ def test_concurrent_callers_share_one_listing() -> None:
 
     def worker() -> None:
         barrier.wait()
-        results.append([m.name for m in catalog.search("sale")])
+        results.append([m.name for m in catalog.search("sale").messages])
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(5)
+    run_together(worker, 8)
     assert results == [["Spring Sale", "Summer sale"]] * 8
     assert source.calls == 1
+
+
+# --- MessageCatalog against a slow or down WhatCounts on loopback -------------------------
+
+T = TypeVar("T")
+
+
+def timed(call: Callable[[], T]) -> tuple[T, float]:
+    started = time.monotonic()
+    return call(), time.monotonic() - started
+
+
+@pytest.fixture
+def fake(fake_whatcounts: FakeWhatCounts) -> FakeWhatCounts:
+    fake_whatcounts.messages = None  # GET /rest/sms is answered by `reply` unless a test lists messages
+    return fake_whatcounts
+
+
+def loopback_catalog(fake: FakeWhatCounts, **options: Any) -> MessageCatalog:
+    return MessageCatalog(WhatCountsClient(fake.url, WHATCOUNTS_REALM, WHATCOUNTS_PASSWORD, timeout=5), **options)
+
+
+# The `took < 2` bounds check Slack's 3 s deadline, generously; they do not measure speed.
+
+def test_a_slow_whatcounts_does_not_hold_callers_past_their_wait(fake: FakeWhatCounts) -> None:
+    fake.reply = WhatCountsReply(200, [message_json(1, "Spring Sale")], delay=3)
+    catalog = loopback_catalog(fake)
+    assert timed(catalog.warm)[1] < 2  # the form opens
+    answers: list[tuple[MessageSearch, float]] = []
+
+    def keystroke() -> None:
+        answers.append(timed(lambda: catalog.search("spring", wait=0.5)))
+
+    run_together(keystroke, 5)
+    assert [answer for answer, _ in answers] == [MessageSearch([], listed=False)] * 5
+    assert all(took < 2 for _, took in answers)
+    answer, took = timed(lambda: catalog.get("Spring Sale", wait=0.5))
+    assert isinstance(answer, Unverifiable) and took < 2
+    # The fetch carried on: a caller that can wait gets its listing, and later ones answer from the cache.
+    assert [m.name for m in catalog.search("spring", wait=5).messages] == ["Spring Sale"]
+    assert [m.name for m in catalog.search("sale", wait=0).messages] == ["Spring Sale"]
+    assert isinstance(catalog.get("Spring Sale", wait=0), SmsMessage)
+    assert [r.raw_path for r in fake.received] == ["/rest/sms?skip=0"]  # one fetch served every caller
+
+
+def test_a_down_whatcounts_is_asked_once_per_retry_period(fake: FakeWhatCounts) -> None:
+    fake.reply = WhatCountsReply(500, {"error": "Internal Server Error", "status": "Internal Server Error",
+                                       "statusCode": 500})
+    clock = Clock()
+    catalog = loopback_catalog(fake, retry_seconds=10, clock=clock)
+    for _ in range(5):  # forms opening, keystrokes and submissions while WhatCounts is down
+        catalog.warm()
+        assert catalog.search("sale") == MessageSearch([], listed=False)
+        assert isinstance(catalog.get("Spring Sale"), Unverifiable)
+        clock.now += 1.5
+    assert len(fake.received) == 1
+    fake.messages = [message_json(1, "Spring Sale")]
+    clock.now += 2.5  # 10 s after the failure
+    assert [m.name for m in catalog.search("sale").messages] == ["Spring Sale"]
+    assert len(fake.received) == 2
+
+
+def test_get_answers_within_its_wait(fake: FakeWhatCounts) -> None:
+    fake.messages = [message_json(1, "Spring Sale")]
+    clock = Clock()
+    catalog = loopback_catalog(fake, ttl_seconds=60, recheck_seconds=5, clock=clock)
+    found, took = timed(lambda: catalog.get("Spring Sale", wait=1))
+    assert isinstance(found, SmsMessage) and found.id == "1001" and took < 2
+    missing, took = timed(lambda: catalog.get("Autumn", wait=1))
+    assert missing is None and took < 2
+    # WhatCounts turns slow, and "Autumn" is created there.
+    fake.messages = None
+    fake.reply = WhatCountsReply(200, [message_json(1, "Spring Sale"), message_json(2, "Autumn")], delay=0.6)
+    clock.now += 6  # the listing is older than recheck_seconds: a miss must be checked again
+    unknown, took = timed(lambda: catalog.get("Autumn", wait=0.1))
+    assert isinstance(unknown, Unverifiable) and took < 2
+    assert catalog.get("Spring Sale", wait=0.1) == found  # in the last listing, which is within the TTL
+    clock.now += 60  # past the TTL too: the old listing still answers, as a listing
+    assert catalog.search("spring", wait=0.1) == MessageSearch([found], listed=True)
+    assert isinstance(catalog.get("Autumn", wait=3), SmsMessage)  # the slow fetch ends within this wait
+    assert len(fake.received) == 2

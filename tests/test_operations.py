@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, run_cli
+from tests.harness import CODE, SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, run_cli
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 
@@ -38,6 +38,7 @@ def samples(bot_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def test_health_readiness_metrics_and_json_logs(db: Database, env: dict[str, str], tmp_path: Path,
                                                  fake_slack: FakeSlack) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     with bot_with(env, tmp_path, fake_slack, workers=2, LOG_FORMAT="json") as (bot, slack):
@@ -76,6 +77,7 @@ def test_health_readiness_metrics_and_json_logs(db: Database, env: dict[str, str
 
 def test_rate_limited_card_update_is_retried_by_the_sdk(db: Database, env: dict[str, str], tmp_path: Path,
                                                         fake_slack: FakeSlack) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     # No sweeps after the first: only the SDK's rate-limit retry can bring this card up to date.
@@ -94,6 +96,7 @@ def test_rate_limited_card_update_is_retried_by_the_sdk(db: Database, env: dict[
 
 def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
         db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     request_id = slack.request(REQUESTER)
@@ -114,6 +117,7 @@ def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
 
 def test_sigterm_lets_a_send_in_flight_finish_and_be_recorded(db: Database, bot: BotProcess, slack: SlackDriver,
                                                               fake_whatcounts: FakeWhatCounts) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     request_id = slack.request(REQUESTER)
@@ -138,6 +142,7 @@ def test_check_command(db: Database, env: dict[str, str], tmp_path: Path, fake_s
     assert get.headers["authorization"].startswith("Basic ")
     assert fake_whatcounts.posts() == []
 
+    fake_whatcounts.messages = None  # so `reply` answers the listing too
     fake_whatcounts.reply = WhatCountsReply(401, {"error": "Unauthorized"})
     fake_slack.fail("auth.test", "invalid_auth")
     with db.engine.begin() as connection:

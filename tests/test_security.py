@@ -17,6 +17,7 @@ REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 @pytest.mark.parametrize("forgery", ["wrong secret", "unsigned", "stale", "tampered body"])
 def test_forged_requests_are_refused(forgery: str, db: Database, slack: SlackDriver, bot: BotProcess,
                                      fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     request_id = slack.request(REQUESTER)
@@ -44,6 +45,7 @@ def test_forged_requests_are_refused(forgery: str, db: Database, slack: SlackDri
 def test_a_crafted_click_cannot_approve_a_request_of_another_sender_code(
         db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
     other_code = "5559876543"
+    db.sender_code(other_code)
     db.grant(REQUESTER, "requester", other_code)
     db.grant(APPROVER, "approver", CODE)  # may approve CODE only
     request_id = slack.request(REQUESTER, sender_code=other_code)
@@ -57,6 +59,7 @@ def test_a_crafted_click_cannot_approve_a_request_of_another_sender_code(
 
 def test_no_secret_reaches_the_log_the_database_or_slack(db: Database, slack: SlackDriver, bot: BotProcess,
                                                           fake_slack: FakeSlack) -> None:
+    db.sender_code(CODE)
     db.grant(REQUESTER, "requester")
     db.grant(APPROVER, "approver")
     request_id = slack.request(REQUESTER)

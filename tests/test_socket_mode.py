@@ -15,7 +15,7 @@ import pytest
 from websockets.sync.server import Server, ServerConnection, serve
 
 from tests.fakes import FakeSlack
-from tests.harness import CHANNEL, Database
+from tests.harness import CHANNEL, CODE, Database
 
 APP_TOKEN = "xapp-1-test-app-token-9c1e"
 
@@ -57,6 +57,7 @@ def socket_endpoint(fake_slack: FakeSlack) -> Iterator[FakeSocketModeEndpoint]:
 def test_slash_command_over_socket_mode_opens_the_form(db: Database, env: dict[str, str], tmp_path: Path,
                                                         fake_slack: FakeSlack,
                                                         socket_endpoint: FakeSocketModeEndpoint) -> None:
+    db.sender_code(CODE)
     db.grant("UREQUESTER", "requester")
     process = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env={**env, "SLACK_APP_TOKEN": APP_TOKEN},
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,

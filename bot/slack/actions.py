@@ -11,7 +11,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.models import State
-from bot.sends import Changed, Closed, Decision, Refused, SendService
+from bot.sends import TERMINAL_WITH_OUTCOME, Changed, Closed, Decision, Refused, SendService
 from bot.slack import blocks
 from bot.slack.cards import CardPublisher
 from bot.slack.work import BackgroundWork
@@ -41,10 +41,13 @@ def register(app: App, service: SendService, publisher: CardPublisher, work: Bac
                 _tell(client, channel_id, user_id, reason)
             case Closed(view=view):
                 _tell(client, view.request.channel_id, user_id, ALREADY[State(view.request.state)])
-            case Changed(view=view, send=send):
+            case Changed(view=view, send=True):
                 publisher.refresh(view)
-                if send:
-                    publisher.show(service.execute(request_id))
+                publisher.show(service.execute(request_id))
+            case Changed(view=view) if view.request.state in TERMINAL_WITH_OUTCOME:
+                publisher.show(view)  # the sender code's policy stopped the send at approval
+            case Changed(view=view):
+                publisher.refresh(view)
 
     def on_click(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()

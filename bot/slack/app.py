@@ -19,6 +19,7 @@ from bot import metrics
 from bot.config import Settings
 from bot.db import make_engine, make_session_factory
 from bot.logs import ContextThreadPoolExecutor, current_request
+from bot.messages import MessageCatalog
 from bot.sends import SendService
 from bot.slack import actions, blocks, commands, views
 from bot.slack.cards import CardPublisher, Sweeper
@@ -108,7 +109,10 @@ def build_runtime(settings: Settings) -> Runtime:
                                   settings.whatcounts_password, settings.whatcounts_timeout,
                                   observer=_observe_send)
     service = SendService(make_session_factory(engine), whatcounts,
-                          request_ttl=timedelta(minutes=settings.request_ttl_minutes))
+                          request_ttl=timedelta(minutes=settings.request_ttl_minutes),
+                          messages=MessageCatalog(whatcounts), dry_run=settings.whatcounts_dry_run)
+    if settings.whatcounts_dry_run:
+        log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")
     client = slack_client(settings)
     # The token is checked once by `sms-bot serve` before any worker starts.
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,

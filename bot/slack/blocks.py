@@ -10,29 +10,40 @@ import json
 from typing import Any
 
 from slack_sdk.models.blocks import (
-    ActionsBlock, Block, ButtonElement, ConfirmObject, ContextBlock, InputBlock, MarkdownTextObject,
-    Option, PlainTextInputElement, SectionBlock, StaticSelectElement,
+    ActionsBlock, Block, ButtonElement, ConfirmObject, ContextBlock, ExternalDataSelectElement, InputBlock,
+    MarkdownTextObject, Option, PlainTextInputElement, SectionBlock, StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
-from bot.fields import MAX_DESCRIPTION, MAX_GROUP, MAX_NAME
+from bot import send_policy
+from bot.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
+from bot.messages import MessageSearch
 from bot.models import SendRequest, State
-from bot.sends import RequestView
+from bot.quiet_hours import QuietHours
+from bot.segments import count_segments
+from bot.senders import SenderCodeSettings
+from bot.sends import CodeStatus, FormChoices, RequestView
 from bot.whatcounts import explain_rejection
 
 REQUEST_CALLBACK = "sms_send_request"
 INPUT_ACTION = "value"
+MESSAGE_ACTION = "message_name"  # the type-ahead: Slack asks for its options by this action_id
+SENDER_CODE_ACTION = "sender_code"  # choosing one redraws the form with its groups and rules
 APPROVE, REJECT, CANCEL = "approve", "reject", "cancel"
 MAX_SELECT_OPTIONS = 100
+MAX_OPTION_VALUE = 150
 
 HELP = (
     "*/sms-send* asks for an SMS campaign to be sent through WhatCounts.\n"
-    "• `/sms-send` opens a form: message name, sender code, campaign name, and optionally a "
-    "description and a group name.\n"
+    "• `/sms-send` opens a form: the SMS message (searched in WhatCounts), the sender code, a campaign "
+    "name, an optional description, and who receives it: one of the sender code's registered groups, "
+    "or *All contacts*.\n"
     "• The bot posts the request in this channel; an approver for that sender code (not you) "
     "clicks *Approve* and the bot sends it, once, then posts WhatCounts' answer in the thread.\n"
     "• Until then you can *Cancel* it and approvers can *Reject* it. Requests expire if nobody decides.\n"
-    "• Leaving *Group name* empty sends to every contact of the sender code.\n"
+    "• Sender codes have quiet hours, a daily cap and sometimes a list of channels: the form says "
+    "what stops a request before anything is posted.\n"
+    "• `/sms-send admin` (admins): grants and sender codes.\n"
     "• `/sms-send help` shows this."
 )
 
@@ -50,35 +61,81 @@ def fmt_time(request_time: Any) -> str:
 
 
 def _text_input(block_id: str, label: str, limit: int, *, optional: bool = False, hint: str | None = None,
-                multiline: bool = False, placeholder: str | None = None) -> InputBlock:
+                placeholder: str | None = None) -> InputBlock:
     return InputBlock(
         block_id=block_id, label=label, optional=optional, hint=hint,
-        element=PlainTextInputElement(action_id=INPUT_ACTION, max_length=limit, multiline=multiline,
-                                      placeholder=placeholder),
+        element=PlainTextInputElement(action_id=INPUT_ACTION, max_length=limit, placeholder=placeholder),
     )
 
 
-def request_modal(channel_id: str, team_id: str, sender_codes: list[str] | None) -> dict[str, Any]:
-    """`sender_codes`: the codes to offer in a select, or None for a validated text input."""
-    if sender_codes:
-        sender = InputBlock(block_id="sender_code", label="Sender code", element=StaticSelectElement(
-            action_id=INPUT_ACTION, placeholder="Choose a sender code",
-            options=[Option(value=code, text=code) for code in sender_codes[:MAX_SELECT_OPTIONS]]))
-    else:
-        sender = _text_input("sender_code", "Sender code", 20, placeholder="e.g. 5551234567 or 12345",
-                             hint="A short code (5-6 digits) or a US phone number.")
-    blocks: list[Block] = [
-        _text_input("message_name", "Message name", MAX_NAME, hint="The SMS message's name in WhatCounts."),
-        sender,
-        _text_input("campaign_name", "Campaign name", MAX_NAME),
-        _text_input("description", "Description", MAX_DESCRIPTION, optional=True, multiline=False),
-        _text_input("group_name", "Group name", MAX_GROUP, optional=True,
-                    hint="Empty sends to EVERY contact of the sender code."),
+def _option(value: str, text: str, description: str | None = None) -> Option:
+    return Option(value=value, text=_clip(text, 75), description=_clip(description, 75) if description else None)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _code_option(settings: SenderCodeSettings) -> Option:
+    return _option(settings.code, f"{settings.code} · {settings.label}" if settings.label else settings.code)
+
+
+def policy_summary(status: CodeStatus) -> str:
+    """The chosen sender code's rules and where it stands today, under the select in the form."""
+    s = status.settings
+    cap = f"{status.sends_today} of {s.daily_cap} sends used today" if s.daily_cap else "no daily cap"
+    quiet = (f"quiet hours {s.quiet_hours} {s.timezone}" + (" *(in effect now)*" if status.quiet_now else "")
+             if s.quiet_hours else "no quiet hours")
+    approvals = f"{s.approvals} approval{'s' if s.approvals != 1 else ''} needed"
+    return f"*{escape(s.label or s.code)}*: {approvals} · {cap} · {quiet}"
+
+
+def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: CodeStatus | None,
+                  dry_run: bool = False) -> dict[str, Any]:
+    """The request form. `status`: the chosen sender code, whose groups and rules it then shows."""
+    chosen = status.settings if status else None
+    blocks: list[Block] = []
+    if dry_run:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(
+            text=":test_tube: *DRY RUN*: requests are approved as usual, but nothing is sent to WhatCounts.")]))
+    blocks += [
+        InputBlock(block_id="message_name", label="SMS message", hint="Type to search WhatCounts' SMS messages.",
+                   element=ExternalDataSelectElement(action_id=MESSAGE_ACTION, min_query_length=0,
+                                                     placeholder="Search messages by name")),
+        InputBlock(block_id="sender_code", label="Sender code", dispatch_action=True, element=StaticSelectElement(
+            action_id=SENDER_CODE_ACTION, placeholder="Choose a sender code",
+            initial_option=_code_option(chosen) if chosen else None,
+            options=[_code_option(c) for c in choices.codes[:MAX_SELECT_OPTIONS]])),
     ]
+    if status:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=policy_summary(status))]))
+    groups = [_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group")]
+    groups += [_option(g, g) for g in (chosen.groups if chosen else ())[:MAX_SELECT_OPTIONS - 1]]
+    blocks += [
+        _text_input("campaign_name", "Campaign name", MAX_NAME),
+        _text_input("description", "Description", MAX_DESCRIPTION, optional=True),
+        InputBlock(block_id="group_name", label="Send to", element=StaticSelectElement(
+            action_id=INPUT_ACTION, options=groups, placeholder="Choose a group, or All contacts"),
+            hint="The sender code's registered groups." if chosen else "Choose a sender code to see its groups."),
+    ]
+    if chosen and chosen.quiet_hours and choices.may_override(chosen.code):
+        blocks.append(_text_input(
+            "quiet_override", "Quiet-hours override (admins)", MAX_DESCRIPTION, optional=True,
+            hint=f"Only to send inside quiet hours ({chosen.quiet_hours} {chosen.timezone}): why. "
+                 "Shown on the card and kept in the audit trail."))
     view = View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
                 submit="Request approval", close="Cancel", blocks=blocks,
                 private_metadata=json.dumps({"channel_id": channel_id, "team_id": team_id}))
     return view.to_dict()
+
+
+def message_options(found: MessageSearch, query: str) -> list[dict[str, Any]]:
+    """Type-ahead options: WhatCounts' messages, or, if it cannot be asked, what was typed, unverified."""
+    options = [_option(m.name, m.name, m.text or None) for m in found.messages if len(m.name) <= MAX_OPTION_VALUE]
+    typed = query.strip()
+    if not found.listed and typed and len(typed) <= MAX_OPTION_VALUE:
+        options.insert(0, _option(typed, typed, "WhatCounts unreachable: cannot be verified"))
+    return [option.to_dict() for option in options[:MAX_SELECT_OPTIONS]]
 
 
 # --- the approval card -------------------------------------------------------------------
@@ -95,17 +152,56 @@ STATE_HEADLINE = {
 }
 
 
+def headline(request: SendRequest) -> str:
+    if not request.dry_run:
+        return STATE_HEADLINE[State(request.state)]
+    if request.state == State.SENT:
+        return ":test_tube: *DRY RUN complete: approved, and nothing was sent to WhatCounts*"
+    return f":test_tube: *DRY RUN* (nothing will be sent to WhatCounts) · {STATE_HEADLINE[State(request.state)]}"
+
+
 def _fields(request: SendRequest) -> list[MarkdownTextObject]:
-    group = escape(request.group_name) if request.group_name else "*All contacts* of the sender code"
+    label = f" ({escape(request.sender_label)})" if request.sender_label else ""
     rows = [
         ("Requested by", f"<@{request.requester_id}>"),
         ("Message name", escape(request.message_name)),
-        ("Sender code", request.sender_code),
+        ("Sender code", f"{request.sender_code}{label}"),
         ("Campaign name", escape(request.campaign_name)),
-        ("Group name", group),
+        ("Send to", _audience(request)),
         ("Description", escape(request.description) if request.description else "_none_"),
+        ("Quiet hours", _quiet_hours(request)),
     ]
     return [MarkdownTextObject(text=f"*{label}*\n{value}") for label, value in rows]
+
+
+def _audience(request: SendRequest) -> str:
+    if request.group_name:
+        return f"group *{escape(request.group_name)}*"
+    return ":rotating_light: *ALL CONTACTS* of the sender code"
+
+
+def _quiet_hours(request: SendRequest) -> str:
+    if not request.quiet_hours:
+        return "none set for this sender code"
+    window, _, timezone = request.quiet_hours.partition(" ")
+    text = send_policy.quiet_status(QuietHours.parse(window, timezone), request.created_at, request.expires_at)
+    if request.quiet_override:
+        text += f"\n:warning: *Override* by <@{request.requester_id}>: “{escape(request.quiet_override)}”"
+    return text
+
+
+MAX_QUOTED = 2500  # of a section's 3000 characters
+
+
+def message_section(request: SendRequest) -> str:
+    """The text as it will go out, its length and SMS segments; or why it is not known."""
+    if not request.message_verified or request.message_text is None:
+        return (":warning: *The message could not be verified*: WhatCounts could not be reached when this "
+                "was requested, so the bot could not check that the message name exists or show its text.")
+    text = request.message_text
+    quoted = escape(_clip(text, MAX_QUOTED)).replace("\n", "\n>")
+    return (f"*Message text*: {len(text)} characters, {count_segments(text).describe()} per recipient\n"
+            f">{quoted}")
 
 
 def _approvals_line(view: RequestView) -> str:
@@ -134,6 +230,8 @@ def outcome_text(view: RequestView) -> str:
             return f"Expires at {fmt_time(r.expires_at)}."
         case State.SENDING:
             return f"Approved by {approvers}; sending to WhatCounts…"
+        case State.SENT if r.dry_run:
+            return f"Approved by {approvers}. {_reason(r)}"
         case State.SENT:
             text = (f"WhatCounts accepted the send: id *{escape(r.whatcounts_id or '?')}*, "
                     f"status *{escape(r.whatcounts_status or '?')}*. Approved by {approvers}.")
@@ -161,18 +259,21 @@ def outcome_text(view: RequestView) -> str:
 def card(view: RequestView) -> list[dict[str, Any]]:
     request = view.request
     blocks: list[Block] = [
-        SectionBlock(text=STATE_HEADLINE[State(request.state)]),
+        SectionBlock(text=headline(request)),
         SectionBlock(fields=_fields(request)),
+        SectionBlock(text=message_section(request)),
         ContextBlock(elements=[MarkdownTextObject(text=f"Request `{request.id}` · {_approvals_line(view)}")]),
         SectionBlock(text=outcome_text(view)),
     ]
     if request.state == State.PENDING:
-        audience = escape(request.group_name) if request.group_name else "EVERY contact"
+        audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"
+        consequence = ("DRY RUN: nothing is sent to WhatCounts." if request.dry_run
+                       else "It cannot be undone.")
         blocks.append(ActionsBlock(block_id="decision", elements=[
             ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
                           confirm=ConfirmObject(title="Send this SMS?", confirm="Approve", deny="Back",
-                                                text=f"This sends to {audience} of sender code "
-                                                     f"{request.sender_code}. It cannot be undone.")),
+                                                text=f"This sends to {_clip(audience, 160)} of sender code "
+                                                     f"{request.sender_code}. {consequence}")),
             ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger"),
             ButtonElement(text="Cancel", action_id=CANCEL, value=request.id),
         ]))
@@ -181,7 +282,8 @@ def card(view: RequestView) -> list[dict[str, Any]]:
 
 def card_fallback(view: RequestView) -> str:
     r = view.request
-    return f"SMS send {r.state}: {r.message_name} to sender code {r.sender_code} (request {r.id})"
+    dry = "DRY RUN " if r.dry_run else ""
+    return f"{dry}SMS send {r.state}: {r.message_name} to sender code {r.sender_code} (request {r.id})"
 
 
 def outcome_message(view: RequestView) -> str:
@@ -193,4 +295,4 @@ def outcome_message(view: RequestView) -> str:
                + (f" · description “{escape(r.description)}”" if r.description else "")
                + f"\nRequested by <@{r.requester_id}>, approved by "
                + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody"))
-    return f"{STATE_HEADLINE[State(r.state)]}\n{outcome_text(view)}\n{summary}"
+    return f"{headline(r)}\n{outcome_text(view)}\n{summary}"

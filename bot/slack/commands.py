@@ -1,4 +1,4 @@
-"""`/sms-send`: help, the no-access answer, and opening the request form."""
+"""`/sms-send`: help, the no-access answer, opening the request form, and handing `admin ...` on."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.sends import Refused, SendService
-from bot.slack import blocks
+from bot.slack import admin, blocks
 
 log = logging.getLogger(__name__)
 
@@ -26,19 +26,28 @@ def register(app: App, service: SendService) -> None:
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
+        if (admin_words := admin.admin_text(text)) is not None:
+            ack(admin.answer(service.sessions, command["user_id"], admin_words))
+            return
         if text.lower() in ("help", "-h", "--help", "?"):
             ack(blocks.HELP)
             return
         if text:
             ack(f"`/sms-send {blocks.escape(text)}` is not something I know.\n\n{blocks.HELP}")
             return
-        user_id = command["user_id"]
-        choices = service.sender_code_choices(user_id)
+        user_id, channel_id = command["user_id"], command["channel_id"]
+        choices = service.sender_code_choices(user_id, channel_id)
         if isinstance(choices, Refused):
             ack(no_access_text(user_id, service.admins()))
             return
-        modal = blocks.request_modal(command["channel_id"], command.get("team_id", ""), choices)
+        if not choices.codes:
+            ack(choices.empty_reason)
+            return
         ack()
+        if service.messages is not None:
+            service.messages.warm()  # so the message type-ahead answers from a fresh list
+        only = service.code_status(choices.codes[0]) if len(choices.codes) == 1 else None
+        modal = blocks.request_modal(channel_id, command.get("team_id", ""), choices, only, service.dry_run)
         try:
             client.views_open(trigger_id=command["trigger_id"], view=modal)
         except SlackApiError as exc:

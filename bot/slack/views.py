@@ -1,4 +1,4 @@
-"""Submitting the request form: inline errors, or the approval card posted and the request stored."""
+"""The request form: its message type-ahead, redrawing it for the chosen sender code, and submitting it."""
 
 from __future__ import annotations
 
@@ -11,10 +11,13 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.fields import parse_fields
-from bot.sends import Refused, RequestView, SendService
+from bot.messages import MessageSearch
+from bot.sends import Invalid, Refused, RequestView, SendService
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
+
+SUGGEST_WAIT = 1.5  # seconds a type-ahead waits for WhatCounts, well inside Slack's 3 s
 
 CHANNEL_PROBLEMS = {
     "not_in_channel": "The bot is not in this channel. Invite it (type `/invite @SMS Send` in the channel), "
@@ -27,26 +30,65 @@ CHANNEL_PROBLEMS = {
 
 
 def submitted_value(values: dict[str, Any], block_id: str) -> str | None:
-    """A plain_text_input's `value` or a static_select's `selected_option.value`."""
-    element = values.get(block_id, {}).get(blocks.INPUT_ACTION, {})
+    """An input block's value: a text input's `value` or a select's `selected_option.value`."""
+    element: dict[str, Any] = next(iter(values.get(block_id, {}).values()), {})
     option = element.get("selected_option") or {}
     return element.get("value") or option.get("value")
 
 
+def _metadata(view: dict[str, Any]) -> tuple[str, str]:
+    """The channel the form was opened in, and its team."""
+    meta = json.loads(view.get("private_metadata") or "{}")
+    return meta.get("channel_id", ""), meta.get("team_id", "")
+
+
 def register(app: App, service: SendService) -> None:
+    @app.options(blocks.MESSAGE_ACTION)
+    def suggest_messages(ack: Ack, payload: dict[str, Any]) -> None:
+        """The message type-ahead, answered within Slack's 3 s even when WhatCounts is slow."""
+        query = str(payload.get("value") or "")
+        found = service.messages.search(query, wait=SUGGEST_WAIT) if service.messages else MessageSearch([], False)
+        ack(options=blocks.message_options(found, query))
+
+    @app.action(blocks.SENDER_CODE_ACTION)
+    def sender_code_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Redraw the form with the chosen sender code's groups and rules."""
+        ack()
+        view = body["view"]
+        channel_id, team_id = _metadata(view)
+        choices = service.sender_code_choices(body["user"]["id"], channel_id)
+        if isinstance(choices, Refused):
+            return  # the grant was revoked while the form was open; submitting will say so
+        chosen = choices.get((action.get("selected_option") or {}).get("value"))
+        status = service.code_status(chosen) if chosen else None
+        modal = blocks.request_modal(channel_id, team_id, choices, status, service.dry_run)
+        try:
+            client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
+        except SlackApiError as exc:  # hash_conflict: a newer choice redraws it
+            log.info("form not redrawn: %s", exc.response.get("error"))
+
     @app.view(blocks.REQUEST_CALLBACK)
     def request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any], client: WebClient) -> None:
         values = view["state"]["values"]
+        shown = {block.get("block_id") for block in view.get("blocks", [])}
+
+        def refuse(errors: dict[str, str]) -> None:
+            # Slack refuses errors for blocks the form does not show; such a problem goes on the sender code.
+            placed: dict[str, str] = {}
+            for key, text in errors.items():
+                placed.setdefault(key if key in shown else "sender_code", text)
+            ack(response_action="errors", errors=placed)
+
         fields, errors = parse_fields(*(submitted_value(values, key) for key in (
             "message_name", "sender_code", "campaign_name", "description", "group_name")))
+        override = (submitted_value(values, "quiet_override") or "").strip() or None
         if fields is None:
-            ack(response_action="errors", errors=errors)
+            refuse(errors)
             return
-        meta = json.loads(view.get("private_metadata") or "{}")
-        channel_id = meta.get("channel_id", "")
-        draft = service.draft(body["user"]["id"], meta.get("team_id", ""), channel_id, fields)
-        if isinstance(draft, Refused):
-            ack(response_action="errors", errors={"sender_code": draft.reason})
+        channel_id, team_id = _metadata(view)
+        draft = service.draft(body["user"]["id"], team_id, channel_id, fields, quiet_override=override)
+        if isinstance(draft, Invalid):
+            refuse(draft.errors)
             return
         # The card goes first: if Slack will not take it, nothing is stored and the form
         # stays open with the person's input and what to do.
@@ -57,12 +99,12 @@ def register(app: App, service: SendService) -> None:
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
             log.warning("request card not posted in %s: %s", channel_id, error)
-            ack(response_action="errors", errors={"message_name": CHANNEL_PROBLEMS.get(
+            refuse({"message_name": CHANNEL_PROBLEMS.get(
                 error, f"Slack would not post the request in this channel ({error}). Nothing was saved.")})
             return
         stored = service.store(draft, posted["ts"])
         if isinstance(stored, Refused):
             client.chat_delete(channel=channel_id, ts=posted["ts"])
-            ack(response_action="errors", errors={"sender_code": stored.reason})
+            refuse({"sender_code": stored.reason})
             return
         ack()

@@ -1,0 +1,299 @@
+"""Administering grants and sender codes with words, as `/sms-send admin ...` does: no Slack here.
+
+`run_admin_command` checks who may do what, runs one command in one transaction and
+returns the reply (plain text; users appear as `<@U123>` mentions). The `sender-code set`
+options and their translation into `senders.set_sender_code` live here and serve the
+command line (`sms-bot sender-code set`) too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, NoReturn
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot import permissions, senders
+from bot.fields import normalize_sender_code
+from bot.models import ALL_SENDER_CODES, Grant, Role
+
+USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
+CLEAR = "none"  # the option value that clears a clearable field
+CLEARABLE_OPTIONS = ("daily_cap", "quiet_hours", "timezone")  # as in senders.CLEARABLE
+HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
+
+
+class AdminError(Exception):
+    """A clear message for the person; raised inside the transaction, so nothing is changed."""
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that raises AdminError with the usage instead of printing and exiting; no -h."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("add_help", False)
+        kwargs.setdefault("formatter_class", partial(argparse.HelpFormatter, width=10_000))  # usage on one line
+        super().__init__(*args, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        raise AdminError(f"{message}. Nothing was changed.\n```{self.format_usage().strip()}```")
+
+
+# --- shared with the command line ------------------------------------------------------
+
+def _whole_number(raw: str, meaning: str = "a whole number") -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not {meaning}") from None
+
+
+def _cap(raw: str) -> int | str:
+    return CLEAR if raw.strip().lower() == CLEAR else _whole_number(raw, "a whole number of sends per day, or none")
+
+
+def _clearable(raw: str) -> str:
+    return CLEAR if raw.strip().lower() == CLEAR else raw
+
+
+def add_sender_code_options(parser: argparse.ArgumentParser) -> None:
+    """The arguments of `sender-code set`: the code and the options to change (`none` clears one)."""
+    parser.add_argument("code", metavar="CODE", help="short code or US phone number, e.g. 5551234567")
+    parser.add_argument("--label", metavar="L", help="a name people recognise, e.g. 'Marketing US'")
+    parser.add_argument("--groups", metavar="G1,G2",
+                        help="comma-separated SMS group names that may be chosen ('' for none)")
+    parser.add_argument("--approvals", metavar="N", type=_whole_number, help="approvals a send needs (at least 1)")
+    parser.add_argument("--daily-cap", metavar="N|none", type=_cap, help="most sends per local day, or none")
+    parser.add_argument("--quiet-hours", metavar="HH:MM-HH:MM|none", type=_clearable,
+                        help="local time when nothing is sent, or none")
+    parser.add_argument("--timezone", metavar="TZ|none", type=_clearable,
+                        help="IANA time zone of the quiet hours and the day, e.g. America/New_York, or none")
+    parser.add_argument("--channels", metavar="C1,C2",
+                        help="comma-separated Slack channel IDs it may be requested in ('' for any)")
+    parser.add_argument("--self-approval", choices=("yes", "no"), type=str.lower,
+                        help="may the requester approve their own send")
+
+
+def _comma_list(raw: str | None) -> list[str] | None:
+    return None if raw is None else [part.strip() for part in raw.split(",") if part.strip()]
+
+
+def apply_sender_code_options(session: Session, args: argparse.Namespace, by: str) -> list[str]:
+    """Apply parsed `sender-code set` arguments: what changed, then the code's policy now.
+
+    Raises AdminError listing every problem; the caller's transaction then changes nothing.
+    """
+    clear = [name for name in CLEARABLE_OPTIONS if getattr(args, name) == CLEAR]
+    given = {name: None if getattr(args, name) == CLEAR else getattr(args, name) for name in CLEARABLE_OPTIONS}
+    try:
+        change = senders.set_sender_code(
+            session, args.code, by, label=args.label, groups=_comma_list(args.groups), approvals=args.approvals,
+            channels=_comma_list(args.channels), clear=clear,
+            self_approval=None if args.self_approval is None else args.self_approval == "yes", **given)
+    except senders.SenderCodeError as exc:
+        raise AdminError(f"sender code {args.code} was not changed:\n"
+                         + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
+    current = senders.get_settings(session, change.code)
+    assert current is not None
+    return [_change_line(change), *current.describe()]
+
+
+def _change_line(change: senders.Change) -> str:
+    if change.before is None:
+        return f"sender code {change.code} added"
+    if not change.changed:
+        return f"sender code {change.code} unchanged"
+    assert change.after is not None
+    diffs = [f"{key} {change.before[key]!r} -> {change.after[key]!r}"
+             for key in change.after if change.before[key] != change.after[key]]
+    return f"sender code {change.code} updated: {'; '.join(diffs)}"
+
+
+def sender_code_lines(session: Session) -> list[str]:
+    """Every registered sender code, described in three lines each."""
+    return [line for row in senders.list_sender_codes(session)
+            for line in senders.SenderCodeSettings.from_row(row).describe()]
+
+
+def parse_scope(raw: str | None) -> str | None:
+    """A typed sender code, normalized; None for every code (omitted or `*`). AdminError if it is none."""
+    if raw is None or raw == ALL_SENDER_CODES:
+        return None
+    code = normalize_sender_code(raw)
+    if code is None:
+        raise AdminError(f"{raw!r} is not a sender code: a short code (5-6 digits) or a US phone number. "
+                         "Nothing was changed.")
+    return code
+
+
+def scope_name(code: str | None) -> str:
+    return "every sender code" if code in (None, ALL_SENDER_CODES) else f"sender code {code}"
+
+
+def grant_result(who: str, role: str, code: str | None, add: bool, changed: bool) -> str:
+    """One line saying what a grant or revoke did."""
+    verb = ("granted" if changed else "already held") if add else ("revoked" if changed else "was not held")
+    return f"{who}: {role} for {scope_name(code)} {verb}"
+
+
+# --- the chat surface -------------------------------------------------------------------
+
+def mention(user_id: str) -> str:
+    """A user, as Slack mrkdwn shows them; anything else (`cli:alice`) as it is."""
+    return f"<@{user_id}>" if USER_ID.fullmatch(user_id) else user_id
+
+
+def _mentions(user_ids: Sequence[str]) -> str:
+    return ", ".join(mention(u) for u in user_ids)
+
+
+@dataclass(frozen=True)
+class _Context:
+    """One admin command's transaction and who runs it."""
+
+    session: Session
+    actor: str
+    codes: frozenset[str]  # the sender codes the actor administers; `*` is every code
+
+    def require(self, code: str | None, what: str) -> None:
+        """Refuse unless the actor administers `code` (None: every sender code)."""
+        if ALL_SENDER_CODES in self.codes or (code is not None and code in self.codes):
+            return
+        mine = ", ".join(sorted(self.codes))
+        raise AdminError(f"You administer sender code(s) {mine} only; {what} for {scope_name(code)} needs an "
+                         f"admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
+                         "Nothing was changed.")
+
+
+def _global_admins(session: Session, *, lock: bool = False) -> list[str]:
+    """Holders of the admin grant for every sender code; `lock` holds their rows until commit."""
+    stmt = (select(Grant.user_id).where(Grant.role == Role.ADMIN, Grant.sender_code == ALL_SENDER_CODES)
+            .order_by(Grant.user_id))
+    return list(session.scalars(stmt.with_for_update() if lock else stmt))
+
+
+def _user(raw: str) -> str:
+    if not USER_ID.fullmatch(raw):
+        raise AdminError(f"{raw!r} is not a Slack user ID: give their member ID (their profile, ⋮, Copy member "
+                         "ID), e.g. U012ABCDEF, or mention them. Nothing was changed.")
+    return raw
+
+
+def _grant_parser(prog: str, name: str) -> Parser:
+    parser = Parser(prog=f"{prog} {name}")
+    parser.add_argument("user", metavar="USER")
+    parser.add_argument("role", choices=[r.value for r in Role], type=str.lower)
+    parser.add_argument("code", metavar="CODE", nargs="?", help="omitted or * for every sender code")
+    return parser
+
+
+def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
+    user, role, code = _user(args.user), Role(args.role), parse_scope(args.code)
+    ctx.require(code, "granting" if add else "revoking")
+    if not add and role is Role.ADMIN and code is None and _global_admins(ctx.session, lock=True) == [user]:
+        raise AdminError(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
+                         f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
+                         "admin`). Nothing was changed.")
+    change = permissions.grant if add else permissions.revoke
+    changed = change(ctx.session, user, role, code, ctx.actor)
+    return grant_result(mention(user), role.value, code, add, changed)
+
+
+def _grant_lines(session: Session) -> list[str]:
+    return [f"• {mention(g.user_id)}: {g.role} for {scope_name(g.sender_code)} "
+            f"(by {mention(g.granted_by)}, {g.granted_at:%Y-%m-%d})" for g in permissions.list_grants(session)]
+
+
+def _grants(ctx: _Context, _args: object = None) -> str:
+    return "\n".join(["*Grants*", *_grant_lines(ctx.session)])
+
+
+def _listing(lines: list[str], empty: str) -> str:
+    return f"```{chr(10).join(lines)}```" if lines else empty
+
+
+def _sender_code_list(ctx: _Context, _args: object = None) -> str:
+    return "*Sender codes*\n" + _listing(sender_code_lines(ctx.session), "none registered yet")
+
+
+def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> str:
+    code = parse_scope(args.code)
+    if code is None:
+        raise AdminError("`sender-code set` needs one sender code, not `*`. Nothing was changed.")
+    ctx.require(code, "changing the policy")
+    first, *policy = apply_sender_code_options(ctx.session, args, ctx.actor)
+    return f"{first}\n{_listing(policy, '')}"
+
+
+Handler = Callable[[_Context, argparse.Namespace], str]
+
+
+@dataclass(frozen=True)
+class _Command:
+    parser: Parser
+    run: Handler
+    summary: str
+
+
+def _commands(prog: str) -> dict[str, _Command]:
+    set_parser = Parser(prog=f"{prog} sender-code set")
+    add_sender_code_options(set_parser)
+    return {
+        "grant": _Command(_grant_parser(prog, "grant"), partial(_grant, add=True),
+                          "give a role for one sender code (CODE) or every code (no CODE, or *)"),
+        "revoke": _Command(_grant_parser(prog, "revoke"), partial(_grant, add=False),
+                           "take a role away, for one sender code or every code"),
+        "grants": _Command(Parser(prog=f"{prog} grants"), _grants, "list every grant"),
+        "sender-code set": _Command(set_parser, _sender_code_set,
+                                    "add a sender code or change the options given (`none` clears one)"),
+        "sender-code list": _Command(Parser(prog=f"{prog} sender-code list"), _sender_code_list,
+                                     "list the registered sender codes and their policy"),
+    }
+
+
+def _usage(commands: dict[str, _Command]) -> str:
+    lines = [f"{c.parser.format_usage().removeprefix('usage: ').strip()}\n    {c.summary}" for c in commands.values()]
+    return "```" + "\n".join(lines) + "```"
+
+
+def _help(ctx: _Context, commands: dict[str, _Command]) -> str:
+    return "\n".join(["*Administer grants and sender codes* (only admins; every change is audited in your name)",
+                      _usage(commands), _sender_code_list(ctx), _grants(ctx)])
+
+
+def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, list[str]]:
+    """The command the words name, and the words left for its parser."""
+    for size in (2, 1):
+        name = " ".join(words[:size]).lower()
+        if len(words) >= size and name in commands:
+            return commands[name], words[size:]
+    typed = " ".join(words[:2] if words[0].lower() == "sender-code" else words[:1])
+    raise AdminError(f"{typed!r} is not an admin command. These are:\n{_usage(commands)}")
+
+
+def _refusal(session: Session, prog: str) -> str:
+    admins = permissions.holders(session, Role.ADMIN)
+    who = f"ask {_mentions(admins)}" if admins else "the bot's operator can grant it (`sms-bot grant USER_ID admin`)"
+    return f"`{prog}` is only for admins, and you hold no admin grant: {who}."
+
+
+def run_admin_command(sessions: sessionmaker[Session], actor_id: str, words: Sequence[str], *,
+                      prog: str = "admin") -> str:
+    """Run one admin command as `actor_id` in one transaction; the reply. Any refusal or error changes nothing."""
+    try:
+        with sessions.begin() as session:
+            codes = frozenset(permissions.codes_by_role(session, actor_id).get(Role.ADMIN, ()))
+            if not codes:
+                return _refusal(session, prog)
+            ctx, commands = _Context(session, actor_id, codes), _commands(prog)
+            if not words or words[0].lower() in HELP_WORDS:
+                return _help(ctx, commands)
+            command, rest = _pick(commands, list(words))
+            return command.run(ctx, command.parser.parse_args(rest))
+    except AdminError as exc:
+        return str(exc)

@@ -1,0 +1,70 @@
+"""`/sms-send admin ...`: Slack's command text into words for `bot.admin`, its reply back within Slack's limits."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.admin import run_admin_command
+from bot.slack import blocks
+
+PROG = "/sms-send admin"
+MAX_REPLY = 3500  # characters; Slack advises keeping a message's text under 4000
+# Slack writes a mention as <@U123|name> (or <@U123>) and a channel as <#C123|name>.
+_REFERENCE = re.compile(r"<[@#]([UWCG][A-Z0-9]+)(?:\|[^>]*)?>")
+_OWN_MENTION = re.compile(r"(<@[UW][A-Z0-9]+>)")
+_STRAIGHT_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+
+
+def admin_text(text: str) -> str | None:
+    """What follows a first word `admin` (in any case); None if the command is not `admin ...`."""
+    parts = text.split(maxsplit=1)
+    if not parts or parts[0].lower() != "admin":
+        return None
+    return parts[1] if len(parts) > 1 else ""
+
+
+def words(text: str) -> list[str]:
+    """The command text as shell-like words: mentions become IDs, Slack's escapes and smart quotes undone.
+
+    Raises ValueError for an unbalanced quote.
+    """
+    text = _REFERENCE.sub(r"\1", text)
+    text = text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    return shlex.split(text.translate(_STRAIGHT_QUOTES))
+
+
+def mrkdwn(reply: str) -> str:
+    """Escape the reply for Slack, keeping the user mentions it makes itself."""
+    parts = _OWN_MENTION.split(reply)
+    return "".join(part if i % 2 else blocks.escape(part) for i, part in enumerate(parts))
+
+
+def fit(reply: str, limit: int = MAX_REPLY) -> str:
+    """The reply cut at a line to fit `limit`, with a note of what was left out."""
+    if len(reply) <= limit:
+        return reply
+    lines = reply.splitlines()
+    kept: list[str] = []
+    size = 0
+    for line in lines:
+        if size + len(line) + 1 > limit - 200:
+            break
+        kept.append(line)
+        size += len(line) + 1
+    fence = "```" if "\n".join(kept).count("```") % 2 else ""
+    note = (f"… {len(lines) - len(kept)} more lines not shown: `sms-bot grants` and "
+            "`sms-bot sender-code list` on the command line list everything.")
+    return "\n".join(kept) + f"{fence}\n{note}"
+
+
+def answer(sessions: sessionmaker[Session], user_id: str, text: str) -> str:
+    """The ephemeral reply to `/sms-send admin ...`; `text` is what follows the word admin."""
+    try:
+        args = words(text)
+    except ValueError as exc:
+        return mrkdwn(f"I could not read that ({exc}): put a value with spaces or an apostrophe in double "
+                      f"quotes, e.g. `{PROG} sender-code set CODE --label \"Marketing US\"`. Nothing was changed.")
+    return fit(mrkdwn(run_admin_command(sessions, user_id, args, prog=PROG)))

@@ -1,0 +1,196 @@
+"""Each sender-code rule refuses through the real server, and WhatCounts then receives no POST."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from tests.fakes import FakeSlack, FakeWhatCounts
+from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_env, running_bot
+
+REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
+
+
+def setup_roles(db: Database, **policy: object) -> None:
+    db.sender_code(CODE, **policy)
+    db.grant(REQUESTER, "requester")
+    db.grant(APPROVER, "approver")
+
+
+def window(start_in: timedelta, end_in: timedelta) -> dict[str, str]:
+    """Quiet hours in UTC, relative to now."""
+    now = datetime.now(UTC)
+    return {"quiet_start": f"{now + start_in:%H:%M}", "quiet_end": f"{now + end_in:%H:%M}", "timezone": "UTC"}
+
+
+QUIET_NOW = window(timedelta(hours=-2), timedelta(hours=2))
+QUIET_LATER = window(timedelta(hours=5), timedelta(hours=7))
+
+
+def form_errors(response: httpx.Response) -> dict[str, str]:
+    body = json.loads(response.text)
+    assert body["response_action"] == "errors", body
+    return body["errors"]
+
+
+def submit(slack: SlackDriver, user: str, **values: str | None) -> httpx.Response:
+    fields = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring", "group_name": "*",
+              **values}
+    return slack.submit(user, slack.open_form(user), **fields)
+
+
+def card_text(fake_slack: FakeSlack, index: int = 0) -> str:
+    return json.dumps(fake_slack.calls("chat.postMessage")[index]["blocks"], ensure_ascii=False)
+
+
+def test_an_unregistered_group_is_refused(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                                          fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, groups=["VIP"])
+    # The form offers only registered groups; a crafted submission with another is refused.
+    errors = form_errors(submit(slack, REQUESTER, group_name="Everyone Else"))
+    assert "“Everyone Else” is not a registered group of sender code 5551234567 (registered: VIP)" \
+        in errors["group_name"]
+    assert db.requests() == [] and fake_slack.calls("chat.postMessage") == []
+    assert fake_whatcounts.posts() == []
+
+
+def test_all_contacts_is_said_prominently(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                                          fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, groups=["VIP"])
+    request_id = slack.request(REQUESTER, group_name="*")
+    card = card_text(fake_slack)
+    assert "*ALL CONTACTS* of the sender code" in card
+    assert "This sends to ALL CONTACTS of sender code 5551234567" in card  # the Approve confirmation
+    slack.click(APPROVER, "approve", request_id)
+    slack.wait_outcome("submitted")
+    assert "groupName" not in fake_whatcounts.posts()[0].query
+    assert db.request(request_id).group_name is None
+
+
+def test_quiet_hours_refuse_at_submit(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                                      fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, **QUIET_NOW)
+    view = slack.open_form(REQUESTER)
+    assert "in effect now" in json.dumps(view["blocks"])
+    assert "quiet_override" not in json.dumps(view["blocks"])  # not an admin: no override
+    errors = form_errors(slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,
+                                      campaign_name="Spring", group_name="*"))
+    assert f"inside sender code {CODE}'s quiet hours ({QUIET_NOW['quiet_start']}-" in errors["sender_code"]
+    # A crafted override from someone who is not an admin is refused too.
+    override = {"type": "input", "block_id": "quiet_override", "label": {"type": "plain_text", "text": "x"},
+                "element": {"type": "plain_text_input", "action_id": "value"}}
+    crafted = {**view, "blocks": [*view["blocks"], override]}
+    errors = form_errors(slack.submit(REQUESTER, crafted, message_name="Spring Sale", sender_code=CODE,
+                                      campaign_name="Spring", group_name="*", quiet_override="please"))
+    assert "Only an admin" in errors["quiet_override"]
+    assert db.requests() == [] and fake_whatcounts.posts() == []
+
+
+def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                                                      fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, **QUIET_NOW)
+    db.grant(ADMIN, "requester")
+    db.grant(ADMIN, "admin")
+    view = slack.open_form(ADMIN)
+    assert "Quiet-hours override (admins)" in json.dumps(view["blocks"])
+    reason = "Storm warning for customers; legal approved"
+    response = slack.submit(ADMIN, view, message_name="Spring Sale", sender_code=CODE, campaign_name="Storm",
+                            group_name="*", quiet_override=reason)
+    assert response.text == ""
+    card = card_text(fake_slack)
+    assert f"*Override* by <@{ADMIN}>: “{reason}”" in card and "in effect when this was requested" in card
+    [request] = db.requests()
+    assert request.quiet_override == reason
+    assert [e.details["reason"] for e in db.audit_rows() if e.event == "quiet_override"] == [reason]
+    slack.click(APPROVER, "approve", request.id)
+    slack.wait_outcome("submitted")
+    assert len(fake_whatcounts.posts()) == 1
+
+
+def test_quiet_hours_refuse_again_at_send_time(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                                               fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, **QUIET_LATER)
+    request_id = slack.request(REQUESTER)
+    assert "not in effect while this request is open" in card_text(fake_slack)
+    db.sender_code(CODE, **QUIET_NOW)  # by the time it is approved, quiet hours have begun
+    slack.click(APPROVER, "approve", request_id)
+    outcome = slack.wait_outcome("Not sent at approval")
+    assert "quiet hours" in outcome["text"]
+    assert db.request(request_id).state == "failed"
+    assert fake_whatcounts.posts() == []
+
+
+def test_the_daily_cap_refuses_at_submit_with_the_count(db: Database, slack: SlackDriver,
+                                                        fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, daily_cap=1, timezone="America/New_York")
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "approve", request_id)
+    slack.wait_outcome("submitted")
+    errors = form_errors(submit(slack, REQUESTER, campaign_name="Again"))
+    assert (f"Sender code {CODE} has reached its daily cap: 1 of 1 sends today (the day in America/New_York)"
+            in errors["sender_code"])
+    assert len(db.requests()) == 1 and len(fake_whatcounts.posts()) == 1
+
+
+def test_the_daily_cap_holds_when_approvals_race(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
+                                                 fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, daily_cap=2)
+    first, second, third = (slack.request(REQUESTER, campaign_name=f"Wave {n}") for n in range(3))
+    # Three requests made while the cap was free, approved at once: the row lock lets two through.
+    clicks = [threading.Thread(target=slack.click, args=(APPROVER, "approve", r)) for r in (first, second, third)]
+    for click in clicks:
+        click.start()
+    for click in clicks:
+        click.join()
+    outcome = slack.wait_outcome("daily cap")
+    assert "2 of 2 sends today" in outcome["text"]
+    fake_slack.wait_until(lambda: len([r for r in db.requests() if r.state == "sent"]) == 2, what="two sends")
+    assert sorted(r.state for r in db.requests()) == ["failed", "sent", "sent"]
+    assert len(fake_whatcounts.posts()) == 2
+
+
+def test_a_channel_restriction_hides_the_code_and_refuses_a_crafted_request(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
+    setup_roles(db, channels=["CMARKETING"])
+    response = slack.command(REQUESTER)
+    assert "cannot be requested in this channel" in response.text and "<#CMARKETING>" in response.text
+    assert fake_slack.calls("views.open") == []
+    view = slack.open_form(REQUESTER, channel_id="CMARKETING")
+    crafted = {**view, "private_metadata": json.dumps({"channel_id": CHANNEL, "team_id": "T1"})}
+    errors = form_errors(slack.submit(REQUESTER, crafted, message_name="Spring Sale", sender_code=CODE,
+                                      campaign_name="Spring", group_name="*"))
+    assert "can only be requested in these channels" in errors["sender_code"]
+    assert db.requests() == [] and fake_whatcounts.posts() == []
+
+
+def test_an_unregistered_sender_code_cannot_be_requested(db: Database, slack: SlackDriver,
+                                                          fake_slack: FakeSlack) -> None:
+    db.grant(REQUESTER, "requester")
+    response = slack.command(REQUESTER)
+    assert f"You may request {CODE}, but no such sender code is registered" in response.text
+    assert fake_slack.calls("views.open") == []
+
+
+def test_dry_run_does_everything_but_the_post(db: Database, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
+                                              tmp_path: Path) -> None:
+    setup_roles(db, groups=["VIP"])
+    env = bot_env(db.url, fake_slack, fake_whatcounts, WHATCOUNTS_DRY_RUN="1")
+    with running_bot(env, tmp_path) as bot:
+        slack = SlackDriver(bot.url, fake_slack)
+        view = slack.open_form(REQUESTER)
+        assert "DRY RUN" in json.dumps(view["blocks"])
+        request_id = slack.request(REQUESTER, group_name="VIP")
+        assert "DRY RUN" in card_text(fake_slack) and "DRY RUN" in fake_slack.calls("chat.postMessage")[0]["text"]
+        slack.click(APPROVER, "approve", request_id)
+        outcome = slack.wait_outcome("DRY RUN")
+        assert "WhatCounts was not called" in outcome["text"]
+        assert "/rest/sms/sendMessageToSenderCode/Spring%20Sale/5551234567/Spring%202026?groupName=VIP" in outcome["text"]
+        slack.wait_card(request_id, "DRY RUN complete")
+        slack.close()
+    request = db.request(request_id)
+    assert (request.state, request.dry_run, request.whatcounts_id) == ("sent", True, None)
+    assert fake_whatcounts.posts() == []
