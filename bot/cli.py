@@ -26,6 +26,13 @@ def _engine(settings: Settings) -> Engine:
     return make_engine(settings.database_url)
 
 
+def _database() -> Engine:
+    """The engine for a command that only needs the database, its schema checked to be current."""
+    engine = _engine(load_settings(slack=False, whatcounts=False))
+    _check_schema(engine)
+    return engine
+
+
 def _check_schema(engine: Engine) -> None:
     try:
         current = migrate.current_revision(engine)
@@ -90,9 +97,7 @@ def _operator() -> str:
 
 
 def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     code = admin.parse_scope(args.sender_code)
     change = permissions.grant if add else permissions.revoke
     with make_session_factory(engine).begin() as session:
@@ -101,9 +106,7 @@ def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
 
 
 def cmd_grants(_args: argparse.Namespace) -> None:
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     with make_session_factory(engine)() as session:
         rows = permissions.list_grants(session)
     for row in rows:
@@ -121,9 +124,7 @@ def _time(raw: str) -> datetime:
 
 
 def cmd_audit(args: argparse.Namespace) -> None:
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     where = audit.AuditFilter(since=args.since, until=args.until, user_id=args.user,
                               sender_code=admin.parse_scope(args.sender_code), request_id=args.request)
     render = {"table": audit.to_table, "csv": audit.to_csv, "jsonl": audit.to_jsonl}[args.format]
@@ -135,9 +136,7 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def cmd_resolve(args: argparse.Namespace) -> None:
     from bot.sends import Refused, SendService
 
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     service = SendService(make_session_factory(engine), whatcounts=None)
     result = service.resolve(args.request_id, args.admin, args.outcome == "sent", args.note)
     if isinstance(result, Refused):
@@ -148,18 +147,14 @@ def cmd_resolve(args: argparse.Namespace) -> None:
 # --- sender codes and policy as code ----------------------------------------------------
 
 def cmd_sender_code_set(args: argparse.Namespace) -> None:
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     with make_session_factory(engine).begin() as session:
         lines = admin.apply_sender_code_options(session, args, _operator())
     print("\n".join(lines))
 
 
 def cmd_sender_code_list(_args: argparse.Namespace) -> None:
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     with make_session_factory(engine)() as session:
         lines = admin.sender_code_lines(session)
     print("\n".join(lines) if lines else
@@ -171,9 +166,7 @@ def cmd_policy_export(args: argparse.Namespace) -> None:
 
     from bot.policy import export_policy
 
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     with make_session_factory(engine)() as session:
         text = export_policy(session)
     if not args.output or args.output == "-":
@@ -195,9 +188,7 @@ def cmd_policy_import(args: argparse.Namespace) -> None:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise Stop(f"cannot read {args.file}: {getattr(exc, 'strerror', None) or exc}") from exc
-    settings = load_settings(slack=False, whatcounts=False)
-    engine = _engine(settings)
-    _check_schema(engine)
+    engine = _database()
     sessions = make_session_factory(engine)
     try:
         if args.dry_run:

@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 
 from dotenv import find_dotenv, load_dotenv
 
+from bot.problems import Problems
+
 DEFAULT_DATABASE_URL = "sqlite:///sms-bot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
 
@@ -22,12 +24,8 @@ LOG_FORMATS = ("text", "json")
 FLAG_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 
 
-class ConfigError(Exception):
+class ConfigError(Problems):
     """Raised with every configuration problem found, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from bot import permissions, senders
 from bot.fields import normalize_sender_code
 from bot.models import ALL_SENDER_CODES, Role
+from bot.problems import Problems
 
 VERSION = 1
 HEADER = """\
@@ -33,12 +34,10 @@ SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
 ROLES = tuple(r.value for r in Role)
 
 
-class PolicyError(ValueError):
+class PolicyError(Problems):
     """The document cannot be imported; `problems` has one line per problem, with its path."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("the policy was not imported:\n" + "\n".join(f"  - {p}" for p in problems))
+    heading = "the policy was not imported:"
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from bot import audit
 from bot.fields import ALL_CONTACTS, normalize_sender_code
 from bot.models import AuditEvent, SenderCode, SendRequest, State
+from bot.problems import Problems
 from bot.quiet_hours import QuietHours, zone
 
 MAX_LABEL = 100
@@ -32,12 +33,8 @@ CAP_STATES = (State.SENDING, State.SENT, State.UNKNOWN)
 CLEARABLE = frozenset({"daily_cap", "quiet_hours", "timezone"})
 
 
-class SenderCodeError(ValueError):
+class SenderCodeError(Problems):
     """Every problem with a requested sender-code change, one per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)

@@ -61,6 +61,12 @@ class Database:
             session.merge(SenderCode(code=code, **{"label": "", "approvals_required": 1,
                                                    "allow_self_approval": False, **values}))
 
+    def allow_sends(self, requester: str, approver: str, code: str = CODE, **policy: Any) -> None:
+        """Register `code` (with `policy`), and let `requester` ask for its sends and `approver` approve them."""
+        self.sender_code(code, **policy)
+        self.grant(requester, "requester", code)
+        self.grant(approver, "approver", code)
+
     def requests(self) -> list[SendRequest]:
         with self.sessions() as session:
             return list(session.scalars(select(SendRequest).order_by(SendRequest.created_at)))

@@ -84,9 +84,7 @@ def test_grant_revoke_and_list(blank_db: dict[str, str], tmp_path: Path) -> None
 
 
 def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
-    db.sender_code(CODE)
-    db.grant("UREQ", "requester")
-    db.grant("UAPP", "approver")
+    db.allow_sends("UREQ", "UAPP")
     request_id = slack.request("UREQ")
     slack.click("UAPP", "approve", request_id)
     slack.wait_outcome("4711")
@@ -106,9 +104,7 @@ def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[s
 
 def test_an_admin_records_what_support_said_about_an_unknown_outcome(
         db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
-    db.sender_code(CODE)
-    db.grant("UREQ", "requester")
-    db.grant("UAPP", "approver")
+    db.allow_sends("UREQ", "UAPP")
     db.grant("UADMIN", "admin", None)
     request_id = slack.request("UREQ")
     not_unknown = run_cli("resolve", request_id, "sent", "--admin", "UADMIN", "--note", "x", env=env, cwd=tmp_path)

@@ -17,9 +17,7 @@ REQUESTER, APPROVER, SECOND = "UREQUESTER", "UAPPROVER", "USECOND"
 
 @pytest.fixture(autouse=True)
 def roles(db: Database) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     db.grant(SECOND, "approver")
 
 

@@ -14,12 +14,6 @@ from tests.harness import (CHANNEL, CODE, WHATCOUNTS_PASSWORD, WHATCOUNTS_REALM,
 REQUESTER, APPROVER, OUTSIDER = "UREQUESTER", "UAPPROVER", "UOUTSIDER"
 
 
-def setup_roles(db: Database) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
-
-
 def labels(view: dict) -> list[str]:
     return [block["label"]["text"] for block in view["blocks"] if block["type"] == "input"]
 
@@ -38,7 +32,7 @@ def test_help_is_ephemeral_and_opens_nothing(db: Database, slack: SlackDriver, f
 
 def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                     fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     db.sender_code(CODE, label="Marketing US", groups=["VIP customers", "Leads"])
     view = slack.open_form(REQUESTER)
     assert labels(view) == ["SMS message", "Sender code", "Campaign name", "Description", "Send to"]
@@ -93,7 +87,7 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
 
 def test_whatcounts_500_error_is_reported(db: Database, slack: SlackDriver,
                                           fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     fake_whatcounts.reply = WhatCountsReply(500, {"error": "SMS message Spring Sale not found",
                                                   "status": "Internal Server Error", "statusCode": 500})
     request_id = slack.request(REQUESTER)
@@ -108,7 +102,7 @@ def test_whatcounts_500_error_is_reported(db: Database, slack: SlackDriver,
 
 def test_whatcounts_401_blames_the_bots_credentials(db: Database, slack: SlackDriver,
                                                     fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     fake_whatcounts.reply = WhatCountsReply(401, {"error": "Unauthorized", "status": "Unauthorized",
                                                   "statusCode": 401})
     request_id = slack.request(REQUESTER)
@@ -119,7 +113,7 @@ def test_whatcounts_401_blames_the_bots_credentials(db: Database, slack: SlackDr
 
 def test_timeout_reports_unknown_and_never_resends(db: Database, slack: SlackDriver,
                                                    fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     fake_whatcounts.reply = WhatCountsReply(200, {"id": 1, "status": "submitted"}, delay=4)
     request_id = slack.request(REQUESTER)
     slack.click(APPROVER, "approve", request_id)
@@ -138,7 +132,7 @@ def test_user_without_grant_gets_no_form(db: Database, slack: SlackDriver, fake_
 
 
 def test_wrong_approvers_are_refused(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     db.grant(REQUESTER, "approver")
     request_id = slack.request(REQUESTER)
     slack.click(OUTSIDER, "approve", request_id)
@@ -151,7 +145,7 @@ def test_wrong_approvers_are_refused(db: Database, slack: SlackDriver, fake_what
 
 
 def test_reject(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
     slack.click(APPROVER, "reject", request_id)
     card = slack.wait_card(request_id, "Rejected by")
@@ -162,7 +156,7 @@ def test_reject(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCount
 
 
 def test_cancel_only_by_requester(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db)
+    db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
     slack.click(APPROVER, "cancel", request_id)
     slack.wait_ephemeral(APPROVER, "Only the person who asked")

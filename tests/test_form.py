@@ -54,9 +54,7 @@ def test_invalid_input_is_shown_inline_and_changes_nothing(
 
 def test_an_unverifiable_message_can_be_requested_and_the_card_says_so(
         db: Database, slack: SlackDriver, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     fake_whatcounts.messages = None  # GET /rest/sms answers `reply`: WhatCounts is failing
     fake_whatcounts.reply = WhatCountsReply(503, {"error": "Service Unavailable"})
     request_id = slack.request(REQUESTER, message_name="Autumn Sale")

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CODE, SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, run_cli
+from tests.harness import SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, run_cli
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 
@@ -38,9 +38,7 @@ def samples(bot_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 
 def test_health_readiness_metrics_and_json_logs(db: Database, env: dict[str, str], tmp_path: Path,
                                                  fake_slack: FakeSlack) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     with bot_with(env, tmp_path, fake_slack, workers=2, LOG_FORMAT="json") as (bot, slack):
         assert httpx.get(bot.url + "/healthz").status_code == 200
         ready = httpx.get(bot.url + "/readyz")
@@ -77,9 +75,7 @@ def test_health_readiness_metrics_and_json_logs(db: Database, env: dict[str, str
 
 def test_rate_limited_card_update_is_retried_by_the_sdk(db: Database, env: dict[str, str], tmp_path: Path,
                                                         fake_slack: FakeSlack) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     # No sweeps after the first: only the SDK's rate-limit retry can bring this card up to date.
     with bot_with(env, tmp_path, fake_slack, SWEEP_INTERVAL_SECONDS="3600") as (_bot, slack):
         request_id = slack.request(REQUESTER)
@@ -96,9 +92,7 @@ def test_rate_limited_card_update_is_retried_by_the_sdk(db: Database, env: dict[
 
 def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
         db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
     fake_slack.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "0"})  # every time
     slack.click(APPROVER, "approve", request_id)
@@ -117,9 +111,7 @@ def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
 
 def test_sigterm_lets_a_send_in_flight_finish_and_be_recorded(db: Database, bot: BotProcess, slack: SlackDriver,
                                                               fake_whatcounts: FakeWhatCounts) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
     fake_whatcounts.reply = WhatCountsReply(200, SUCCESS_BODY, delay=1.5)
     slack.click(APPROVER, "approve", request_id)

@@ -15,12 +15,6 @@ from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_env, running
 REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
 
 
-def setup_roles(db: Database, **policy: object) -> None:
-    db.sender_code(CODE, **policy)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
-
-
 def window(start_in: timedelta, end_in: timedelta) -> dict[str, str]:
     """Quiet hours in UTC, relative to now."""
     now = datetime.now(UTC)
@@ -49,7 +43,7 @@ def card_text(fake_slack: FakeSlack, index: int = 0) -> str:
 
 def test_an_unregistered_group_is_refused(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                           fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, groups=["VIP"])
+    db.allow_sends(REQUESTER, APPROVER, groups=["VIP"])
     # The form offers only registered groups; a crafted submission with another is refused.
     errors = form_errors(submit(slack, REQUESTER, group_name="Everyone Else"))
     assert "“Everyone Else” is not a registered group of sender code 5551234567 (registered: VIP)" \
@@ -60,7 +54,7 @@ def test_an_unregistered_group_is_refused(db: Database, slack: SlackDriver, fake
 
 def test_all_contacts_is_said_prominently(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                           fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, groups=["VIP"])
+    db.allow_sends(REQUESTER, APPROVER, groups=["VIP"])
     request_id = slack.request(REQUESTER, group_name="*")
     card = card_text(fake_slack)
     assert "*ALL CONTACTS* of the sender code" in card
@@ -73,7 +67,7 @@ def test_all_contacts_is_said_prominently(db: Database, slack: SlackDriver, fake
 
 def test_quiet_hours_refuse_at_submit(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                       fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, **QUIET_NOW)
+    db.allow_sends(REQUESTER, APPROVER, **QUIET_NOW)
     view = slack.open_form(REQUESTER)
     assert "in effect now" in json.dumps(view["blocks"])
     assert "quiet_override" not in json.dumps(view["blocks"])  # not an admin: no override
@@ -92,7 +86,7 @@ def test_quiet_hours_refuse_at_submit(db: Database, slack: SlackDriver, fake_sla
 
 def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                                       fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, **QUIET_NOW)
+    db.allow_sends(REQUESTER, APPROVER, **QUIET_NOW)
     db.grant(ADMIN, "requester")
     db.grant(ADMIN, "admin")
     view = slack.open_form(ADMIN)
@@ -113,7 +107,7 @@ def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: Slack
 
 def test_quiet_hours_refuse_again_at_send_time(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                                fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, **QUIET_LATER)
+    db.allow_sends(REQUESTER, APPROVER, **QUIET_LATER)
     request_id = slack.request(REQUESTER)
     assert "not in effect while this request is open" in card_text(fake_slack)
     db.sender_code(CODE, **QUIET_NOW)  # by the time it is approved, quiet hours have begun
@@ -126,7 +120,7 @@ def test_quiet_hours_refuse_again_at_send_time(db: Database, slack: SlackDriver,
 
 def test_the_daily_cap_refuses_at_submit_with_the_count(db: Database, slack: SlackDriver,
                                                         fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, daily_cap=1, timezone="America/New_York")
+    db.allow_sends(REQUESTER, APPROVER, daily_cap=1, timezone="America/New_York")
     request_id = slack.request(REQUESTER)
     slack.click(APPROVER, "approve", request_id)
     slack.wait_outcome("submitted")
@@ -138,7 +132,7 @@ def test_the_daily_cap_refuses_at_submit_with_the_count(db: Database, slack: Sla
 
 def test_the_daily_cap_holds_when_approvals_race(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                                  fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, daily_cap=2)
+    db.allow_sends(REQUESTER, APPROVER, daily_cap=2)
     first, second, third = (slack.request(REQUESTER, campaign_name=f"Wave {n}") for n in range(3))
     # Three requests made while the cap was free, approved at once: the row lock lets two through.
     clicks = [threading.Thread(target=slack.click, args=(APPROVER, "approve", r)) for r in (first, second, third)]
@@ -155,7 +149,7 @@ def test_the_daily_cap_holds_when_approvals_race(db: Database, slack: SlackDrive
 
 def test_a_channel_restriction_hides_the_code_and_refuses_a_crafted_request(
         db: Database, slack: SlackDriver, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
-    setup_roles(db, channels=["CMARKETING"])
+    db.allow_sends(REQUESTER, APPROVER, channels=["CMARKETING"])
     response = slack.command(REQUESTER)
     assert "cannot be requested in this channel" in response.text and "<#CMARKETING>" in response.text
     assert fake_slack.calls("views.open") == []
@@ -177,7 +171,7 @@ def test_an_unregistered_sender_code_cannot_be_requested(db: Database, slack: Sl
 
 def test_dry_run_does_everything_but_the_post(db: Database, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
                                               tmp_path: Path) -> None:
-    setup_roles(db, groups=["VIP"])
+    db.allow_sends(REQUESTER, APPROVER, groups=["VIP"])
     env = bot_env(db.url, fake_slack, fake_whatcounts, WHATCOUNTS_DRY_RUN="1")
     with running_bot(env, tmp_path) as bot:
         slack = SlackDriver(bot.url, fake_slack)

@@ -17,9 +17,7 @@ REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 @pytest.mark.parametrize("forgery", ["wrong secret", "unsigned", "stale", "tampered body"])
 def test_forged_requests_are_refused(forgery: str, db: Database, slack: SlackDriver, bot: BotProcess,
                                      fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
     click = json.dumps({"type": "block_actions", "user": {"id": APPROVER}, "team": {"id": "T1"},
                         "channel": {"id": "C0CHANNEL"}, "api_app_id": "A1", "trigger_id": "t",
@@ -59,9 +57,7 @@ def test_a_crafted_click_cannot_approve_a_request_of_another_sender_code(
 
 def test_no_secret_reaches_the_log_the_database_or_slack(db: Database, slack: SlackDriver, bot: BotProcess,
                                                           fake_slack: FakeSlack) -> None:
-    db.sender_code(CODE)
-    db.grant(REQUESTER, "requester")
-    db.grant(APPROVER, "approver")
+    db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
     slack.click(APPROVER, "approve", request_id)
     slack.wait_outcome("4711")
