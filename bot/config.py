@@ -42,6 +42,7 @@ class Settings:
     whatcounts_dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
     request_ttl_minutes: float = 60.0
     sweep_interval_seconds: float = 30.0
+    policy_cache_seconds: float = 1.0  # how old the request form's grants and sender codes may be
     log_format: str = "text"  # text | json (LOG_FORMAT)
 
 
@@ -50,7 +51,9 @@ def load_dotenv_file() -> None:
     load_dotenv(find_dotenv(usecwd=True), override=False)
 
 
-def _positive_number(env: Mapping[str, str], name: str, default: float, problems: list[str]) -> float:
+def _number(env: Mapping[str, str], name: str, default: float, problems: list[str],
+            zero: bool = False) -> float:
+    """A number of `_UNITS[name]` above 0 (or 0 too, with `zero`); `default` if unset."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -58,8 +61,9 @@ def _positive_number(env: Mapping[str, str], name: str, default: float, problems
         value = float(raw)
     except ValueError:
         value = -1.0
-    if value <= 0:
-        problems.append(f"{name} must be a positive number of {_UNITS[name]}, got {raw!r}.")
+    if value < 0 or (value == 0 and not zero):
+        kind = "a number of" if zero else "a positive number of"
+        problems.append(f"{name} must be {kind} {_UNITS[name]}{' (0 or more)' if zero else ''}, got {raw!r}.")
         return default
     return value
 
@@ -68,6 +72,7 @@ _UNITS = {
     "WHATCOUNTS_TIMEOUT": "seconds",
     "REQUEST_TTL_MINUTES": "minutes",
     "SWEEP_INTERVAL_SECONDS": "seconds",
+    "POLICY_CACHE_SECONDS": "seconds",
 }
 
 
@@ -91,8 +96,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
 
     values: dict[str, object] = {
         "database_url": env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
-        "request_ttl_minutes": _positive_number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
-        "sweep_interval_seconds": _positive_number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
+        "request_ttl_minutes": _number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
+        "sweep_interval_seconds": _number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
+        "policy_cache_seconds": _number(env, "POLICY_CACHE_SECONDS", 1.0, problems, zero=True),
     }
     log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in LOG_FORMATS:
@@ -117,7 +123,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         values["whatcounts_url"] = url.rstrip("/")
         values["whatcounts_realm"] = required("WHATCOUNTS_REALM", f"{WHATCOUNTS_API}: realm name")
         values["whatcounts_password"] = required("WHATCOUNTS_PASSWORD", f"{WHATCOUNTS_API}: API password")
-        values["whatcounts_timeout"] = _positive_number(env, "WHATCOUNTS_TIMEOUT", 30.0, problems)
+        values["whatcounts_timeout"] = _number(env, "WHATCOUNTS_TIMEOUT", 30.0, problems)
         dry_run = env.get("WHATCOUNTS_DRY_RUN", "").strip().lower()
         if dry_run not in ("", *FLAG_VALUES):
             problems.append(f"WHATCOUNTS_DRY_RUN must be 1 (dry run: nothing is sent) or 0, got {dry_run!r}.")

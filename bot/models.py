@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from bot.db import utcnow
@@ -69,6 +69,15 @@ class SenderCode(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
     # Slack channel IDs where this code may be requested; empty: any channel.
     channels: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+
+
+class PolicyVersion(Base):
+    """One row (id 1) whose number database triggers move whenever `grants` or `sender_codes` change."""
+
+    __tablename__ = "policy_version"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, server_default=text("0"))
 
 
 class SendRequest(Base):

@@ -23,7 +23,8 @@ from bot.db import utcnow
 from bot.fields import RequestFields
 from bot.messages import MessageCatalog, Unverifiable
 from bot.models import ALL_SENDER_CODES, Approval, Role, SendRequest, State
-from bot.senders import SenderCodeSettings, get_settings, list_sender_codes, sends_today
+from bot.policy_cache import PolicyCache
+from bot.senders import SenderCodeSettings, get_settings, sends_today
 from bot.whatcounts import NotSent, Outcome, Rejected, Sent, Unknown, WhatCountsClient, send_url
 
 log = logging.getLogger(__name__)
@@ -105,6 +106,11 @@ class SendService:
     clock: Callable[[], datetime] = field(default=utcnow)
     messages: MessageCatalog | None = None  # None: message names cannot be checked
     dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
+    policy_max_age: float = 0.0  # POLICY_CACHE_SECONDS: how old the form's choices may be
+    policy: PolicyCache = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.policy = PolicyCache(self.sessions, self.policy_max_age)
 
     # --- reading ---------------------------------------------------------------------
 
@@ -130,16 +136,16 @@ class SendService:
 
     def sender_code_choices(self, user_id: str, channel_id: str) -> FormChoices | Refused:
         """Refused if the user holds no requester grant; else the registered codes they may
-        request in this channel (empty, with the reason, if none)."""
-        with self.sessions() as session:
-            held = permissions.codes_by_role(session, user_id)
-            requestable = held.get(Role.REQUESTER, set())
-            if not requestable:
-                return Refused("no requester grant")
-            registered = [SenderCodeSettings.from_row(row) for row in list_sender_codes(session)]
-        mine = [c for c in registered if c.code in requestable or ALL_SENDER_CODES in requestable]
+        request in this channel (empty, with the reason, if none). From the policy cache: the
+        form only offers, `draft` checks against the database."""
+        policy = self.policy.current()
+        held = policy.codes_by_role(user_id)
+        requestable = held.get(Role.REQUESTER, frozenset())
+        if not requestable:
+            return Refused("no requester grant")
+        mine = [c for c in policy.codes if c.code in requestable or ALL_SENDER_CODES in requestable]
         here = [c for c in mine if send_policy.channel_problem(c, channel_id) is None]
-        admin_codes = frozenset(held.get(Role.ADMIN, set()))
+        admin_codes = held.get(Role.ADMIN, frozenset())
         if here:
             return FormChoices(here, admin_codes)
         if mine:
@@ -159,8 +165,7 @@ class SendService:
         return CodeStatus(settings, used, send_policy.quiet_problem(settings, now))
 
     def admins(self) -> list[str]:
-        with self.sessions() as session:
-            return permissions.holders(session, Role.ADMIN)
+        return self.policy.current().holders(Role.ADMIN)
 
     def draft(self, requester_id: str, team_id: str, channel_id: str, fields: RequestFields,
               quiet_override: str | None = None) -> SendRequest | Invalid:

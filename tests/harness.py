@@ -102,6 +102,7 @@ def bot_env(database_url: str, slack: FakeSlack, whatcounts: FakeWhatCounts, **e
         "WHATCOUNTS_URL": whatcounts.url, "WHATCOUNTS_REALM": WHATCOUNTS_REALM,
         "WHATCOUNTS_PASSWORD": WHATCOUNTS_PASSWORD, "WHATCOUNTS_TIMEOUT": "2",
         "DATABASE_URL": database_url, "SWEEP_INTERVAL_SECONDS": "0.3",
+        "POLICY_CACHE_SECONDS": "0",  # every form reads the grants tests have just changed (test_policy_cache)
     }
     env.update(extra)
     return env

@@ -25,7 +25,7 @@ def blank_db(database_url: str, fake_slack: FakeSlack, fake_whatcounts: FakeWhat
 
 def test_missing_and_malformed_settings_are_listed_with_where_they_come_from(tmp_path: Path) -> None:
     env = {"PATH": "/usr/bin:/bin", "WHATCOUNTS_URL": "mail.example.com", "WHATCOUNTS_TIMEOUT": "soon",
-           "SLACK_BOT_TOKEN": "xoxp-user-token"}
+           "SLACK_BOT_TOKEN": "xoxp-user-token", "POLICY_CACHE_SECONDS": "-1"}
     result = run_cli("serve", "--http", env=env, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
@@ -33,7 +33,8 @@ def test_missing_and_malformed_settings_are_listed_with_where_they_come_from(tmp
                      "SLACK_SIGNING_SECRET is not set", "Signing Secret",
                      "WHATCOUNTS_URL must be an http(s) URL", "WHATCOUNTS_REALM is not set",
                      "WHATCOUNTS_PASSWORD is not set", "WhatCounts: Settings > API",
-                     "WHATCOUNTS_TIMEOUT must be a positive number of seconds, got 'soon'"):
+                     "WHATCOUNTS_TIMEOUT must be a positive number of seconds, got 'soon'",
+                     "POLICY_CACHE_SECONDS must be a number of seconds (0 or more), got '-1'"):
         assert expected in result.stderr, expected
     assert "xoxp-user-token" not in result.stderr
 

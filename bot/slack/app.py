@@ -110,7 +110,8 @@ def build_runtime(settings: Settings) -> Runtime:
                                   observer=_observe_send)
     service = SendService(make_session_factory(engine), whatcounts,
                           request_ttl=timedelta(minutes=settings.request_ttl_minutes),
-                          messages=MessageCatalog(whatcounts), dry_run=settings.whatcounts_dry_run)
+                          messages=MessageCatalog(whatcounts), dry_run=settings.whatcounts_dry_run,
+                          policy_max_age=settings.policy_cache_seconds)
     if settings.whatcounts_dry_run:
         log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")
     client = slack_client(settings)

@@ -27,7 +27,9 @@ def register(app: App, service: SendService) -> None:
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
         if (admin_words := admin.admin_text(text)) is not None:
-            ack(admin.answer(service.sessions, command["user_id"], admin_words))
+            answer = admin.answer(service.sessions, command["user_id"], admin_words)
+            service.policy.invalidate()  # so this process's next form shows any change at once
+            ack(answer)
             return
         if text.lower() in ("help", "-h", "--help", "?"):
             ack(blocks.HELP)
