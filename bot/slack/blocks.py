@@ -6,6 +6,7 @@ person typed is escaped, so a description cannot ping `<!channel>` or fake a lin
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -94,6 +95,17 @@ def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: C
                   dry_run: bool = False) -> dict[str, Any]:
     """The request form. `status`: the chosen sender code, whose groups and rules it then shows."""
     chosen = status.settings if status else None
+    override = bool(chosen and chosen.quiet_hours and choices.may_override(chosen.code))
+    form = _form(tuple(choices.codes[:MAX_SELECT_OPTIONS]), status, override, dry_run)
+    return {**form, "private_metadata": json.dumps({"channel_id": channel_id, "team_id": team_id})}
+
+
+@functools.lru_cache(maxsize=256)
+def _form(codes: tuple[SenderCodeSettings, ...], status: CodeStatus | None, override: bool,
+          dry_run: bool) -> dict[str, Any]:
+    """The form, drawn (and checked by `to_dict()`) once for each set of inputs: building the
+    slack_sdk models was most of what an /sms-send cost. Forms share it, so nothing may change it."""
+    chosen = status.settings if status else None
     blocks: list[Block] = []
     if dry_run:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
@@ -105,7 +117,7 @@ def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: C
         InputBlock(block_id="sender_code", label="Sender code", dispatch_action=True, element=StaticSelectElement(
             action_id=SENDER_CODE_ACTION, placeholder="Choose a sender code",
             initial_option=_code_option(chosen) if chosen else None,
-            options=[_code_option(c) for c in choices.codes[:MAX_SELECT_OPTIONS]])),
+            options=[_code_option(c) for c in codes])),
     ]
     if status:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=policy_summary(status))]))
@@ -118,15 +130,13 @@ def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: C
             action_id=INPUT_ACTION, options=groups, placeholder="Choose a group, or All contacts"),
             hint="The sender code's registered groups." if chosen else "Choose a sender code to see its groups."),
     ]
-    if chosen and chosen.quiet_hours and choices.may_override(chosen.code):
+    if chosen and override:
         blocks.append(_text_input(
             "quiet_override", "Quiet-hours override (admins)", MAX_DESCRIPTION, optional=True,
             hint=f"Only to send inside quiet hours ({chosen.quiet_hours} {chosen.timezone}): why. "
                  "Shown on the card and kept in the audit trail."))
-    view = View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
-                submit="Request approval", close="Cancel", blocks=blocks,
-                private_metadata=json.dumps({"channel_id": channel_id, "team_id": team_id}))
-    return view.to_dict()
+    return View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
+                submit="Request approval", close="Cancel", blocks=blocks).to_dict()
 
 
 def message_options(found: MessageSearch, query: str) -> list[dict[str, Any]]:
