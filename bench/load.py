@@ -14,6 +14,7 @@ import json
 import os
 import statistics
 import time
+from typing import Any
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -23,11 +24,11 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
-def signed_request(host: str, port: int, body: bytes, secret: bytes) -> bytes:
+def signed_request(host: str, port: int, body: bytes, secret: bytes, close: bool = False) -> bytes:
     ts = str(int(time.time())).encode()
     signature = "v0=" + hmac.new(secret, b"v0:" + ts + b":" + body, hashlib.sha256).hexdigest()
     head = (f"POST /slack/events HTTP/1.1\r\nHost: {host}:{port}\r\n"
-            "Content-Type: application/x-www-form-urlencoded\r\n"
+            "Content-Type: application/x-www-form-urlencoded\r\n" + ("Connection: close\r\n" if close else "") +
             f"Content-Length: {len(body)}\r\nX-Slack-Request-Timestamp: {ts.decode()}\r\n"
             f"X-Slack-Signature: {signature}\r\n\r\n")
     return head.encode() + body
@@ -44,13 +45,13 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
 
 
 async def client(host: str, port: int, body: bytes, secret: bytes, remaining: list[int],
-                 latencies: list[float], errors: list[int]) -> None:
+                 latencies: list[float], errors: list[int], close: bool) -> None:
     reader = writer = None
     while remaining[0] > 0:
         remaining[0] -= 1
         if writer is None:
             reader, writer = await asyncio.open_connection(host, port)
-        request = signed_request(host, port, body, secret)
+        request = signed_request(host, port, body, secret, close)
         started = time.perf_counter()
         writer.write(request)
         try:
@@ -70,16 +71,17 @@ async def client(host: str, port: int, body: bytes, secret: bytes, remaining: li
         writer.close()
 
 
-async def run(host: str, port: int, body: bytes, secret: bytes, concurrency: int, total: int) -> dict[str, float]:
+async def run(host: str, port: int, body: bytes, secret: bytes, concurrency: int, total: int,
+              close: bool = False) -> dict[str, Any]:
     remaining, latencies, errors = [total], [], []  # type: ignore[var-annotated]
     started = time.perf_counter()
-    await asyncio.gather(*(client(host, port, body, secret, remaining, latencies, errors)
+    await asyncio.gather(*(client(host, port, body, secret, remaining, latencies, errors, close)
                            for _ in range(concurrency)))
     elapsed = time.perf_counter() - started
     return {"requests": len(latencies), "errors": len(errors), "seconds": elapsed,
             "rps": len(latencies) / elapsed, "p50_ms": percentile(latencies, 50) * 1000,
             "p99_ms": percentile(latencies, 99) * 1000, "mean_ms": statistics.fmean(latencies) * 1000,
-            "max_ms": max(latencies) * 1000}
+            "max_ms": max(latencies) * 1000, "latencies_ms": [round(x * 1000, 3) for x in latencies]}
 
 
 def main() -> None:
@@ -90,12 +92,15 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--close", action="store_true",
+                        help="a new connection per request (the server picks a worker each time), not keep-alive")
     args = parser.parse_args()
     body = open(args.body_file, "rb").read()
     secret = os.environ["SLACK_SIGNING_SECRET"].encode()
     if args.warmup:
-        asyncio.run(run(args.host, args.port, body, secret, min(args.concurrency, 10), args.warmup))
-    print(json.dumps(asyncio.run(run(args.host, args.port, body, secret, args.concurrency, args.requests))))
+        asyncio.run(run(args.host, args.port, body, secret, args.concurrency, args.warmup, args.close))
+    print(json.dumps(asyncio.run(run(args.host, args.port, body, secret, args.concurrency, args.requests,
+                                     args.close))))
 
 
 if __name__ == "__main__":
