@@ -25,7 +25,6 @@ import json
 import os
 import platform
 import random
-import signal
 import sqlite3
 import subprocess
 import sys
@@ -40,15 +39,13 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import httpx
 from sqlalchemy import create_engine, text
 
 from bench.load import percentile
 from bot import migrate
 from bot.db import normalize_url
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, Received
-from tests.harness import (CODE, SIGNING_SECRET, BotProcess, Database, SlackDriver, bot_env, free_port,
-                           make_database)
+from tests.harness import (CODE, SIGNING_SECRET, BotProcess, Database, SlackDriver, bot_env, make_database)
 
 # The apps under load, in the order they are driven at each level, and the first table's columns.
 LOADED = ("bare", "floor", "bot")
@@ -62,8 +59,6 @@ REQUESTS = {1: 400, 10: 3000, 50: 5000}
 # Each level's requests are split over rounds that take the apps in turn, so a slow minute of
 # the machine falls on all of them; an app's figures are computed over all its rounds' requests.
 ROUNDS = 5
-# bench/load.py's connection mode: keep-alive by default; `--fresh-connections` adds "--close".
-LOAD_FLAGS: list[str] = []
 
 
 def warmup(concurrency: int) -> int:
@@ -154,8 +149,6 @@ AUDIT_COLUMNS = "at, event, actor_id, request_id, sender_code, details"
 GRANT_COLUMNS = "user_id, role, sender_code, granted_by, granted_at"
 
 
-
-
 def fill(db: Database, backend: str, audit: int, grants: int) -> float:
     """Bulk-insert audit rows and grants (COPY on PostgreSQL, executemany on SQLite); seconds taken.
 
@@ -216,68 +209,37 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def wait_ready(url: str, process: subprocess.Popen[bytes], what: str, log: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"{what} exited with {process.returncode}:\n{log.read_text(errors='replace')}")
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            time.sleep(0.05)
-    raise RuntimeError(f"{what} did not answer {url} within 30 s")
-
-
 class BareBolt(BotProcess):
-    """bench/bare_app.py in a child process: `open_modal` makes it the floor. Stopped as the bot is."""
+    """bench/bare_app.py in a child process, run and stopped as the bot is: `open_modal` makes it the floor."""
 
     def __init__(self, env: dict[str, str], workdir: Path, open_modal: bool = False) -> None:
         super().__init__(env, workdir, WORKERS)
+        self.cwd = ROOT
         self.open_modal = open_modal
         self.log_path = workdir / f"{'floor' if open_modal else 'bare'}-{self.port}.log"
 
-    def start(self) -> BareBolt:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.bare_app", "--port", str(self.port), "--workers", str(WORKERS),
-                 "--threads", str(THREADS), *(["--open-modal"] if self.open_modal else [])],
-                env=self.env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                start_new_session=True)
-        wait_ready(self.url + "/healthz", self.process, "bare Bolt", self.log_path)
-        return self
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.bare_app", "--port", str(self.port), "--workers", str(self.workers),
+                "--threads", str(THREADS), *(["--open-modal"] if self.open_modal else [])]
 
 
-class LeanSlackProcess:
+class LeanSlackProcess(BotProcess):
     """bench/lean_slack.py in a child process: the apps' Slack Web API during the ack load."""
 
+    health_path = "/ready"
+
     def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        super().__init__(dict(os.environ), workdir)
+        self.cwd = ROOT
         self.api_url = self.url + "/api/"
         self.log_path = workdir / f"lean-slack-{self.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> LeanSlackProcess:
-        with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "bench.lean_slack", "--port", str(self.port)], cwd=ROOT, stdout=log,
-                stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-        wait_ready(self.url + "/ready", self.process, "the lean Slack", self.log_path)
-        return self
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bench.lean_slack", "--port", str(self.port)]
 
-    def stop(self) -> dict[str, int]:
-        """Stop it; the requests it answered, by path (what it prints on SIGTERM)."""
-        if not self.process or self.process.poll() is not None:
-            return {}
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-            return {}
-        lines = self.log_path.read_text(errors="replace").strip().splitlines()
+    def answered(self) -> dict[str, int]:
+        """Once stopped: the requests it answered, by path (the line it prints on SIGTERM)."""
+        lines = self.log().strip().splitlines()
         try:
             return {k: int(v) for k, v in json.loads(lines[-1]).items()} if lines else {}
         except (ValueError, AttributeError):
@@ -292,11 +254,11 @@ def command_body(response_base: str) -> bytes:
     }).encode()
 
 
-def drive(port: int, body_file: Path, concurrency: int, requests: int) -> dict[str, Any]:
+def drive(port: int, body_file: Path, concurrency: int, requests: int, fresh_connections: bool) -> dict[str, Any]:
     result = subprocess.run(
         [sys.executable, "-m", "bench.load", "--port", str(port), "--body-file", str(body_file),
          "--concurrency", str(concurrency), "--requests", str(requests), "--warmup", str(warmup(concurrency)),
-         *LOAD_FLAGS],
+         *(["--close"] if fresh_connections else [])],
         env={**os.environ, "SLACK_SIGNING_SECRET": SIGNING_SECRET}, cwd=ROOT, capture_output=True, text=True,
         timeout=300, check=True)
     return json.loads(result.stdout)  # type: ignore[no-any-return]
@@ -334,13 +296,12 @@ def approve_latency(driver: SlackDriver, whatcounts: TimedWhatCounts, n: int) ->
 
 # --- one backend ----------------------------------------------------------------------------
 
-def run_backend(backend: str, levels: list[int], approvals: int, audit: int, grants: int) -> Figures:
+def run_backend(backend: str, levels: list[int], approvals: int, audit: int, grants: int,
+                fresh_connections: bool) -> Figures:
     figures = Figures(backend)
     with tempfile.TemporaryDirectory(prefix="sms-bot-bench-") as tmp, database(backend, Path(tmp)) as db:
         workdir = Path(tmp)
-        db.sender_code(CODE, label="Bench")
-        db.grant(REQUESTER, "requester")
-        db.grant(APPROVER, "approver")
+        db.allow_sends(REQUESTER, APPROVER, label="Bench")
         slack, whatcounts = FakeSlack(), TimedWhatCounts()
         whatcounts.messages = [SPRING_SALE]
         lean = LeanSlackProcess(workdir)
@@ -365,7 +326,8 @@ def run_backend(backend: str, levels: list[int], approvals: int, audit: int, gra
                 rounds: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
                 for turn in range(ROUNDS):
                     for name in names[turn % len(names):] + names[:turn % len(names)]:
-                        result = drive(apps[name].port, body_file, level, REQUESTS.get(level, 2000) // ROUNDS)
+                        result = drive(apps[name].port, body_file, level, REQUESTS.get(level, 2000) // ROUNDS,
+                                       fresh_connections)
                         rounds[name].append(result)
                         if name != "bare":
                             figures.views_open_expected += int(result["requests"]) + warmup(level)
@@ -399,7 +361,8 @@ def run_backend(backend: str, levels: list[int], approvals: int, audit: int, gra
                     process.stop()
                 except (OSError, subprocess.SubprocessError) as exc:  # stop the others all the same
                     print(f"  could not stop {process}: {exc!r}", file=sys.stderr)
-            figures.lean_counts = lean.stop()
+            lean.stop()
+            figures.lean_counts = lean.answered()
             slack.close()
             whatcounts.close()
         answered = figures.lean_counts.get("/api/views.open", 0)
@@ -465,7 +428,7 @@ def _mb(values: list[float]) -> str:
     return ", ".join(f"{m:.0f}" for m in values) or "?"
 
 
-def report(results: list[Figures], levels: list[int], audit: int, grants: int) -> str:
+def report(results: list[Figures], levels: list[int], audit: int, grants: int, fresh_connections: bool) -> str:
     out = [("| backend | clients | bare p50 / p99 ms | bare req/s | floor p50 / p99 ms | floor req/s | "
             "bot p50 / p99 ms | bot req/s | floor/bare p50 | bot/bare p50 | bot/floor p50 | "
             "bot p50 / p99 ms, big DB | bot req/s, big DB |"),
@@ -485,7 +448,7 @@ def report(results: list[Figures], levels: list[int], audit: int, grants: int) -
         e, b = f.approve_ms["empty"], f.approve_ms["big"]
         out.append(f"| {f.backend} | {e[0]:.1f} / {e[1]:.1f} | {b[0]:.1f} / {b[1]:.1f} | {_mb(f.rss_mb['bot'])} | "
                    f"{_mb(f.rss_mb['floor'])} | {_mb(f.rss_mb['bare'])} | {f.fill_seconds:.1f} s |")
-    connections = ("a new connection per request" if LOAD_FLAGS else
+    connections = ("a new connection per request" if fresh_connections else
                    "keep-alive connections, so each client stays on the gunicorn worker that accepted it")
     out += ["", f"Clients: {connections}, {ROUNDS} rounds per level taking the apps in turn (figures over all "
             "rounds' requests). bare: Bolt, ack() only. floor: Bolt, ack() then views.open of a constant form "
@@ -511,12 +474,10 @@ def main() -> None:
     parser.add_argument("--write", help="write the figures into this Markdown file (its Results section)")
     args = parser.parse_args()
     levels = [int(n) for n in args.levels.split(",")]
-    if args.fresh_connections:
-        LOAD_FLAGS.append("--close")
     started = time.monotonic()
-    results = [run_backend(b, levels, args.approvals, args.audit_rows, args.grants)
+    results = [run_backend(b, levels, args.approvals, args.audit_rows, args.grants, args.fresh_connections)
                for b in args.backends.split(",")]
-    table = report(results, levels, args.audit_rows, args.grants)
+    table = report(results, levels, args.audit_rows, args.grants, args.fresh_connections)
     print()
     print(table)
     print(f"\n(total {time.monotonic() - started:.0f} s)")

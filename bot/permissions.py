@@ -20,9 +20,17 @@ def has_role(session: Session, user_id: str, role: Role, sender_code: str) -> bo
 
 def codes_by_role(session: Session, user_id: str) -> dict[Role, set[str]]:
     """The sender codes the user holds each role for, in one query; `*` in a set means every code."""
-    held: dict[Role, set[str]] = {}
-    for role, code in session.execute(select(Grant.role, Grant.sender_code).where(Grant.user_id == user_id)):
-        held.setdefault(Role(role), set()).add(code)
+    return grants_by_user(session, user_id).get(user_id, {})
+
+
+def grants_by_user(session: Session, user_id: str | None = None) -> dict[str, dict[Role, set[str]]]:
+    """`codes_by_role` for every user (or only `user_id`), in one query."""
+    stmt = select(Grant.user_id, Grant.role, Grant.sender_code)
+    if user_id is not None:
+        stmt = stmt.where(Grant.user_id == user_id)
+    held: dict[str, dict[Role, set[str]]] = {}
+    for user, role, code in session.execute(stmt):
+        held.setdefault(user, {}).setdefault(Role(role), set()).add(code)
     return held
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.models import Grant, PolicyVersion, Role
+from bot import permissions
+from bot.models import PolicyVersion, Role
 from bot.senders import SenderCodeSettings, list_sender_codes
 
 
@@ -46,12 +47,10 @@ def load(session: Session) -> PolicySnapshot:
     # The number first: a change committed while the tables are read moves it past the
     # number kept here, so the next check reloads rather than missing that change.
     version = _version(session)
-    roles: dict[str, dict[Role, set[str]]] = {}
-    for user_id, role, code in session.execute(select(Grant.user_id, Grant.role, Grant.sender_code)):
-        roles.setdefault(user_id, {}).setdefault(Role(role), set()).add(code)
+    roles = {user: {role: frozenset(codes) for role, codes in held.items()}
+             for user, held in permissions.grants_by_user(session).items()}
     codes = tuple(SenderCodeSettings.from_row(row) for row in list_sender_codes(session))
-    return PolicySnapshot(version, {user: {role: frozenset(c) for role, c in held.items()}
-                                    for user, held in roles.items()}, codes)
+    return PolicySnapshot(version, roles, codes)
 
 
 class PolicyCache:

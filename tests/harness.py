@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 from urllib.parse import urlencode
 
 import httpx
@@ -114,34 +114,41 @@ def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 
 class BotProcess:
-    """`sms-bot serve --http` in a child process, its output kept in a file."""
+    """`sms-bot serve --http` in a child process, its output kept in a file.
+
+    Another server is run the same way by overriding `command()`, `cwd` and `health_path`.
+    """
+
+    health_path = "/healthz"
 
     def __init__(self, env: dict[str, str], workdir: Path, workers: int = 1) -> None:
         self.env = env
-        self.workdir = workdir
+        self.workdir = self.cwd = workdir
         self.workers = workers
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log_path = workdir / f"bot-{self.port}.log"
         self.process: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> BotProcess:
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", str(self.workers)],
-            env=self.env, cwd=self.workdir, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            start_new_session=True)
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "bot.cli", "serve", "--http", "--host", "127.0.0.1", "--port", str(self.port),
+                "--workers", str(self.workers)]
+
+    def start(self) -> Self:
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(self.command(), env=self.env, cwd=self.cwd, stdout=log,
+                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                            start_new_session=True)
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise AssertionError(f"bot exited with {self.process.returncode}:\n{self.log()}")
+                raise AssertionError(f"{self.command()[2]} exited with {self.process.returncode}:\n{self.log()}")
             try:
-                if httpx.get(self.url + "/healthz", timeout=1).status_code == 200:
+                if httpx.get(self.url + self.health_path, timeout=1).status_code == 200:
                     return self
             except httpx.HTTPError:
                 time.sleep(0.05)
-        raise AssertionError(f"bot did not answer /healthz within 30 s:\n{self.log()}")
+        raise AssertionError(f"{self.command()[2]} did not answer {self.health_path} within 30 s:\n{self.log()}")
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -175,6 +182,25 @@ def running_bot(env: dict[str, str], workdir: Path, workers: int = 1) -> Iterato
         yield bot
     finally:
         bot.stop()
+
+
+@contextmanager
+def bot_with(env: dict[str, str], workdir: Path, slack: FakeSlack, workers: int = 1,
+             **extra: str) -> Iterator[tuple[BotProcess, SlackDriver]]:
+    """A bot with settings of its own (`extra` over `env`), and a driver for it."""
+    with running_bot({**env, **extra}, workdir, workers) as process:
+        driver = SlackDriver(process.url, slack)
+        try:
+            yield process, driver
+        finally:
+            driver.close()
+
+
+def form_errors(response: httpx.Response) -> dict[str, str]:
+    """The inline errors a form submission was answered with."""
+    body = json.loads(response.text)
+    assert body["response_action"] == "errors", body
+    return body["errors"]  # type: ignore[no-any-return]
 
 
 class SlackDriver:

@@ -105,7 +105,8 @@ def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver
     reply = say(slack, ADMIN, f"sender-code set {CODE} --daily-cap NONE --label “Bob’s &amp; Co &lt;VIP&gt;”")
     assert reply.startswith(f"sender code {CODE} updated: label 'Marketing US' -&gt; \"Bob's &amp; Co &lt;VIP&gt;\"; "
                             "daily_cap 5 -&gt; None"), reply
-    assert (code_row(db, CODE).label, code_row(db, CODE).daily_cap) == ("Bob's & Co <VIP>", None)
+    row = code_row(db, CODE)
+    assert (row.label, row.daily_cap) == ("Bob's & Co <VIP>", None)
     assert [e.actor_id for e in db.audit_rows() if e.event == "sender_code"] == [ADMIN, ADMIN]
 
 

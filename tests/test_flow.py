@@ -32,8 +32,7 @@ def test_help_is_ephemeral_and_opens_nothing(db: Database, slack: SlackDriver, f
 
 def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                     fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER)
-    db.sender_code(CODE, label="Marketing US", groups=["VIP customers", "Leads"])
+    db.allow_sends(REQUESTER, APPROVER, label="Marketing US", groups=["VIP customers", "Leads"])
     view = slack.open_form(REQUESTER)
     assert labels(view) == ["SMS message", "Sender code", "Campaign name", "Description", "Send to"]
     inputs = [b for b in view["blocks"] if b["type"] == "input"]

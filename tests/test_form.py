@@ -10,16 +10,10 @@ import pytest
 
 from bot.fields import MAX_NAME
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CODE, Database, SlackDriver, bot_env, running_bot
+from tests.harness import CODE, Database, SlackDriver, bot_with, form_errors
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 OTHER_CODE = "12345"
-
-
-def errors_of(response_text: str) -> dict[str, str]:
-    body = json.loads(response_text)
-    assert body["response_action"] == "errors"
-    return body["errors"]
 
 
 def inputs(view: dict) -> dict[str, dict]:
@@ -45,7 +39,7 @@ def test_invalid_input_is_shown_inline_and_changes_nothing(
               **values}
     response = slack.submit(REQUESTER, view, **fields)
     assert response.status_code == 200
-    errors = errors_of(response.text)
+    errors = form_errors(response)
     assert list(errors) == [field] and message in errors[field]
     assert fake_slack.calls("chat.postMessage") == []
     assert db.requests() == []
@@ -91,12 +85,11 @@ def test_choosing_a_sender_code_redraws_the_form_with_its_groups(
     # A group of the other code, left selected from before, is refused: WhatCounts would ignore it.
     response = slack.submit(REQUESTER, redrawn, message_name="Spring Sale", sender_code=CODE,
                             campaign_name="Spring", group_name="Staff")
-    assert "not a registered group of sender code" in errors_of(response.text)["group_name"]
+    assert "not a registered group of sender code" in form_errors(response)["group_name"]
     assert db.requests() == []
 
 
-def test_message_type_ahead_lists_whatcounts_messages(db: Database, slack: SlackDriver,
-                                                      fake_whatcounts: FakeWhatCounts) -> None:
+def test_message_type_ahead_lists_whatcounts_messages(slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
     fake_whatcounts.messages = [SPRING_SALE, {**SPRING_SALE, "id": 56, "name": "Autumn Sale", "messageText": "Fall"},
                                 {**SPRING_SALE, "id": 57, "name": "Welcome", "messageText": "Hi"}]
     response = slack.suggest(REQUESTER, "sale")
@@ -107,12 +100,10 @@ def test_message_type_ahead_lists_whatcounts_messages(db: Database, slack: Slack
 
 
 def test_type_ahead_answers_within_slacks_deadline_when_whatcounts_is_slow(
-        db: Database, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts, tmp_path: Path) -> None:
+        env: dict[str, str], fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts, tmp_path: Path) -> None:
     fake_whatcounts.messages = None
     fake_whatcounts.reply = WhatCountsReply(200, [SPRING_SALE], delay=4)  # the listing's own timeout is 5 s
-    env = bot_env(db.url, fake_slack, fake_whatcounts, WHATCOUNTS_TIMEOUT="10")
-    with running_bot(env, tmp_path) as bot:
-        slack = SlackDriver(bot.url, fake_slack)
+    with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_TIMEOUT="10") as (_bot, slack):
         started = time.monotonic()
         response = slack.suggest(REQUESTER, "Spring Sale")
         elapsed = time.monotonic() - started
@@ -123,14 +114,11 @@ def test_type_ahead_answers_within_slacks_deadline_when_whatcounts_is_slow(
         [option] = json.loads(response.text)["options"]
         assert option["value"] == "Spring Sale" and "cannot be verified" in option["description"]["text"]
         # The slow listing carries on in the background and answers later keystrokes.
-        fake_whatcounts.wait_until(lambda: fake_whatcounts.received, what="the listing")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        def listed() -> list[dict] | None:
             options = json.loads(slack.suggest(REQUESTER, "spr").text)["options"]
-            if options and "cannot be verified" not in json.dumps(options):
-                break
-            time.sleep(0.2)
-        slack.close()
+            return options if options and "cannot be verified" not in json.dumps(options) else None
+
+        options = fake_whatcounts.wait_until(listed, what="the listing in the type-ahead")
     assert [o["value"] for o in options] == ["Spring Sale"]
     assert len(fake_whatcounts.received) == 1
 
@@ -147,6 +135,6 @@ def test_a_channel_the_bot_cannot_post_in_leaves_nothing_behind(
     view = slack.open_form(REQUESTER)
     response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE, campaign_name="Spring",
                             group_name="*")
-    assert advice in errors_of(response.text)["message_name"]
+    assert advice in form_errors(response)["message_name"]
     assert db.requests() == []
     assert db.events() == ["grant"]

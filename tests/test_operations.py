@@ -4,8 +4,6 @@ the sweeper catching up on cards, and a graceful shutdown that lets a send in fl
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -13,21 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, run_cli
+from tests.harness import SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, bot_with, run_cli
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
-
-
-@contextmanager
-def bot_with(env: dict[str, str], workdir: Path, slack: FakeSlack, workers: int = 1,
-             **extra: str) -> Iterator[tuple[BotProcess, SlackDriver]]:
-    process = BotProcess({**env, **extra}, workdir, workers).start()
-    driver = SlackDriver(process.url, slack)
-    try:
-        yield process, driver
-    finally:
-        driver.close()
-        process.stop()
 
 
 def samples(bot_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from sqlalchemy import text
 
 from tests.fakes import FakeSlack, FakeWhatCounts
-from tests.harness import CODE, Database, SlackDriver, bot_env, running_bot
+from tests.harness import CODE, Database, bot_with, form_errors
 
 REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
 NO_ACCESS = "You don't have access to request SMS sends"
@@ -43,26 +42,19 @@ def test_every_change_to_grants_or_sender_codes_moves_the_version_whoever_makes_
 
 
 def test_a_grant_made_elsewhere_reaches_the_form_once_the_cache_checks_again(
-        db: Database, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts, tmp_path: Path) -> None:
-    env = bot_env(db.url, fake_slack, fake_whatcounts, POLICY_CACHE_SECONDS="1")
-    with running_bot(env, tmp_path) as bot:
-        slack = SlackDriver(bot.url, fake_slack)
+        db: Database, env: dict[str, str], fake_slack: FakeSlack, tmp_path: Path) -> None:
+    with bot_with(env, tmp_path, fake_slack, POLICY_CACHE_SECONDS="1") as (_bot, slack):
         assert NO_ACCESS in slack.command(REQUESTER).text  # now cached: no grants
         db.allow_sends(REQUESTER, APPROVER)  # as `sms-bot grant` or another replica would
-        deadline = time.monotonic() + 10
-        while NO_ACCESS in (reply := slack.command(REQUESTER).text) and time.monotonic() < deadline:
-            time.sleep(0.1)
-        assert reply == "", reply
-        slack.close()
+        fake_slack.wait_until(lambda: slack.command(REQUESTER).text == "", what="the form, once the grant is seen")
 
 
 def test_an_admins_change_in_slack_shows_at_once_and_a_stale_form_cannot_send(
-        db: Database, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts, tmp_path: Path) -> None:
+        db: Database, env: dict[str, str], fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
+        tmp_path: Path) -> None:
     db.grant(ADMIN, "admin", None)
     db.sender_code(CODE)
-    env = bot_env(db.url, fake_slack, fake_whatcounts, POLICY_CACHE_SECONDS="600")
-    with running_bot(env, tmp_path) as bot:
-        slack = SlackDriver(bot.url, fake_slack)
+    with bot_with(env, tmp_path, fake_slack, POLICY_CACHE_SECONDS="600") as (_bot, slack):
         assert NO_ACCESS in slack.command(REQUESTER).text
         reply = slack.command(ADMIN, f"admin grant <@{REQUESTER}> requester {CODE}").text
         assert "granted" in reply, reply
@@ -72,8 +64,7 @@ def test_an_admins_change_in_slack_shows_at_once_and_a_stale_form_cannot_send(
         assert slack.open_form(REQUESTER)["blocks"] == view["blocks"]
         response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,
                                 campaign_name="Spring", group_name="*")
-        assert response.json()["errors"] == {
+        assert form_errors(response) == {
             "sender_code": f"You have no grant to request sends for sender code {CODE}."}
         assert fake_slack.calls("chat.postMessage") == [] and db.requests() == []
         assert fake_whatcounts.posts() == []
-        slack.close()

@@ -6,11 +6,12 @@ import json
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from tests.fakes import FakeSlack, FakeWhatCounts
-from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_env, running_bot
+from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with, form_errors
 
 REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
 
@@ -21,24 +22,23 @@ def window(start_in: timedelta, end_in: timedelta) -> dict[str, str]:
     return {"quiet_start": f"{now + start_in:%H:%M}", "quiet_end": f"{now + end_in:%H:%M}", "timezone": "UTC"}
 
 
-QUIET_NOW = window(timedelta(hours=-2), timedelta(hours=2))
-QUIET_LATER = window(timedelta(hours=5), timedelta(hours=7))
+def quiet_now() -> dict[str, str]:
+    return window(timedelta(hours=-2), timedelta(hours=2))
 
 
-def form_errors(response: httpx.Response) -> dict[str, str]:
-    body = json.loads(response.text)
-    assert body["response_action"] == "errors", body
-    return body["errors"]
+def quiet_later() -> dict[str, str]:
+    return window(timedelta(hours=5), timedelta(hours=7))
 
 
-def submit(slack: SlackDriver, user: str, **values: str | None) -> httpx.Response:
+def submit(slack: SlackDriver, user: str, view: dict[str, Any] | None = None, **values: str | None) -> httpx.Response:
+    """The form (opened now, unless given) submitted with a valid request, but for `values`."""
     fields = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring", "group_name": "*",
               **values}
-    return slack.submit(user, slack.open_form(user), **fields)
+    return slack.submit(user, view or slack.open_form(user), **fields)
 
 
-def card_text(fake_slack: FakeSlack, index: int = 0) -> str:
-    return json.dumps(fake_slack.calls("chat.postMessage")[index]["blocks"], ensure_ascii=False)
+def card_text(fake_slack: FakeSlack) -> str:
+    return json.dumps(fake_slack.calls("chat.postMessage")[0]["blocks"], ensure_ascii=False)
 
 
 def test_an_unregistered_group_is_refused(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
@@ -65,35 +65,32 @@ def test_all_contacts_is_said_prominently(db: Database, slack: SlackDriver, fake
     assert db.request(request_id).group_name is None
 
 
-def test_quiet_hours_refuse_at_submit(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
-                                      fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER, **QUIET_NOW)
+def test_quiet_hours_refuse_at_submit(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    quiet = quiet_now()
+    db.allow_sends(REQUESTER, APPROVER, **quiet)
     view = slack.open_form(REQUESTER)
     assert "in effect now" in json.dumps(view["blocks"])
     assert "quiet_override" not in json.dumps(view["blocks"])  # not an admin: no override
-    errors = form_errors(slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,
-                                      campaign_name="Spring", group_name="*"))
-    assert f"inside sender code {CODE}'s quiet hours ({QUIET_NOW['quiet_start']}-" in errors["sender_code"]
+    errors = form_errors(submit(slack, REQUESTER, view))
+    assert f"inside sender code {CODE}'s quiet hours ({quiet['quiet_start']}-" in errors["sender_code"]
     # A crafted override from someone who is not an admin is refused too.
     override = {"type": "input", "block_id": "quiet_override", "label": {"type": "plain_text", "text": "x"},
                 "element": {"type": "plain_text_input", "action_id": "value"}}
     crafted = {**view, "blocks": [*view["blocks"], override]}
-    errors = form_errors(slack.submit(REQUESTER, crafted, message_name="Spring Sale", sender_code=CODE,
-                                      campaign_name="Spring", group_name="*", quiet_override="please"))
+    errors = form_errors(submit(slack, REQUESTER, crafted, quiet_override="please"))
     assert "Only an admin" in errors["quiet_override"]
     assert db.requests() == [] and fake_whatcounts.posts() == []
 
 
 def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                                       fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER, **QUIET_NOW)
+    db.allow_sends(REQUESTER, APPROVER, **quiet_now())
     db.grant(ADMIN, "requester")
     db.grant(ADMIN, "admin")
     view = slack.open_form(ADMIN)
     assert "Quiet-hours override (admins)" in json.dumps(view["blocks"])
     reason = "Storm warning for customers; legal approved"
-    response = slack.submit(ADMIN, view, message_name="Spring Sale", sender_code=CODE, campaign_name="Storm",
-                            group_name="*", quiet_override=reason)
+    response = submit(slack, ADMIN, view, campaign_name="Storm", quiet_override=reason)
     assert response.text == ""
     card = card_text(fake_slack)
     assert f"*Override* by <@{ADMIN}>: “{reason}”" in card and "in effect when this was requested" in card
@@ -107,10 +104,10 @@ def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: Slack
 
 def test_quiet_hours_refuse_again_at_send_time(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                                fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER, **QUIET_LATER)
+    db.allow_sends(REQUESTER, APPROVER, **quiet_later())
     request_id = slack.request(REQUESTER)
     assert "not in effect while this request is open" in card_text(fake_slack)
-    db.sender_code(CODE, **QUIET_NOW)  # by the time it is approved, quiet hours have begun
+    db.sender_code(CODE, **quiet_now())  # by the time it is approved, quiet hours have begun
     slack.click(APPROVER, "approve", request_id)
     outcome = slack.wait_outcome("Not sent at approval")
     assert "quiet hours" in outcome["text"]
@@ -155,8 +152,7 @@ def test_a_channel_restriction_hides_the_code_and_refuses_a_crafted_request(
     assert fake_slack.calls("views.open") == []
     view = slack.open_form(REQUESTER, channel_id="CMARKETING")
     crafted = {**view, "private_metadata": json.dumps({"channel_id": CHANNEL, "team_id": "T1"})}
-    errors = form_errors(slack.submit(REQUESTER, crafted, message_name="Spring Sale", sender_code=CODE,
-                                      campaign_name="Spring", group_name="*"))
+    errors = form_errors(submit(slack, REQUESTER, crafted))
     assert "can only be requested in these channels" in errors["sender_code"]
     assert db.requests() == [] and fake_whatcounts.posts() == []
 
@@ -169,12 +165,10 @@ def test_an_unregistered_sender_code_cannot_be_requested(db: Database, slack: Sl
     assert fake_slack.calls("views.open") == []
 
 
-def test_dry_run_does_everything_but_the_post(db: Database, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
-                                              tmp_path: Path) -> None:
+def test_dry_run_does_everything_but_the_post(db: Database, env: dict[str, str], fake_slack: FakeSlack,
+                                              fake_whatcounts: FakeWhatCounts, tmp_path: Path) -> None:
     db.allow_sends(REQUESTER, APPROVER, groups=["VIP"])
-    env = bot_env(db.url, fake_slack, fake_whatcounts, WHATCOUNTS_DRY_RUN="1")
-    with running_bot(env, tmp_path) as bot:
-        slack = SlackDriver(bot.url, fake_slack)
+    with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_DRY_RUN="1") as (_bot, slack):
         view = slack.open_form(REQUESTER)
         assert "DRY RUN" in json.dumps(view["blocks"])
         request_id = slack.request(REQUESTER, group_name="VIP")
@@ -184,7 +178,6 @@ def test_dry_run_does_everything_but_the_post(db: Database, fake_slack: FakeSlac
         assert "WhatCounts was not called" in outcome["text"]
         assert "/rest/sms/sendMessageToSenderCode/Spring%20Sale/5551234567/Spring%202026?groupName=VIP" in outcome["text"]
         slack.wait_card(request_id, "DRY RUN complete")
-        slack.close()
     request = db.request(request_id)
     assert (request.state, request.dry_run, request.whatcounts_id) == ("sent", True, None)
     assert fake_whatcounts.posts() == []
