@@ -42,10 +42,18 @@ from urllib.parse import urlencode
 from sqlalchemy import create_engine, text
 
 from bench.load import percentile
-from bot import migrate
-from bot.db import normalize_url
+from bot.store import schema
+from bot.store.engine import normalize_url
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, Received
-from tests.harness import (CODE, SIGNING_SECRET, BotProcess, Database, SlackDriver, bot_env, make_database)
+from tests.harness import (
+    CODE,
+    SIGNING_SECRET,
+    BotProcess,
+    Database,
+    SlackDriver,
+    bot_env,
+    make_database,
+)
 
 # The apps under load, in the order they are driven at each level, and the first table's columns.
 LOADED = ("bare", "floor", "bot")
@@ -107,24 +115,24 @@ class Figures:
 def database(backend: str, workdir: Path) -> Iterator[Database]:
     if backend == "sqlite":
         url = f"sqlite:///{workdir / 'bench.db'}"
-        migrate.upgrade(url)
+        schema.upgrade(url)
         db = make_database(url)
         yield db
         db.engine.dispose()
         return
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    schema_name = f"bench_{uuid.uuid4().hex[:10]}"
     admin = create_engine(normalize_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
+        connection.execute(text(f'CREATE SCHEMA "{schema_name}"'))
+    url = f"{POSTGRES_URL}?options=-csearch_path%3D{schema_name}"
     try:
-        migrate.upgrade(url)
+        schema.upgrade(url)
         db = make_database(url)
         yield db
         db.engine.dispose()
     finally:
         with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+            connection.execute(text(f'DROP SCHEMA "{schema_name}" CASCADE'))
         admin.dispose()
 
 

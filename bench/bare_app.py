@@ -21,8 +21,8 @@ from slack_bolt import Ack, App
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_sdk import WebClient
 
-from bot.config import Settings
-from bot.server import gunicorn_options
+from bot.ops.config import Settings
+from bot.slack.server import gunicorn_options
 
 
 def _plain(text: str) -> dict[str, Any]:

@@ -12,10 +12,11 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from bot import admin, audit, migrate, permissions
-from bot.config import ConfigError, Settings, load_dotenv_file, load_settings
-from bot.db import make_engine, make_session_factory
-from bot.models import ALL_SENDER_CODES, Role
+from bot.ops.config import ConfigError, Settings, load_dotenv_file, load_settings
+from bot.rules import admin, grants
+from bot.store import audit, schema
+from bot.store.engine import make_engine, make_session_factory
+from bot.store.models import ALL_SENDER_CODES, Role
 
 
 class Stop(Exception):
@@ -35,10 +36,10 @@ def _database() -> Engine:
 
 def _check_schema(engine: Engine) -> None:
     try:
-        current = migrate.current_revision(engine)
+        current = schema.current_revision(engine)
     except OperationalError as exc:
         raise Stop(f"Cannot reach the database ({exc.orig.__class__.__name__}): check DATABASE_URL.") from exc
-    head = migrate.head_revision()
+    head = schema.head_revision()
     if current != head:
         raise Stop(f"The database schema is at {current or 'nothing'}, the bot needs {head}: "
                    "run `sms-bot db upgrade` first.")
@@ -57,7 +58,8 @@ def _check_slack_token(settings: Settings) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
-    from bot import logs, server
+    from bot.ops import logs
+    from bot.slack import server
 
     settings = load_settings()
     logs.configure(settings)
@@ -74,7 +76,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_check(_args: argparse.Namespace) -> None:
     import os
 
-    from bot.checks import run_checks
+    from bot.ops.checks import run_checks
 
     results = run_checks(os.environ)
     for result in results:
@@ -86,10 +88,10 @@ def cmd_check(_args: argparse.Namespace) -> None:
 def cmd_db_upgrade(_args: argparse.Namespace) -> None:
     settings = load_settings(slack=False, whatcounts=False)
     try:
-        migrate.upgrade(settings.database_url)
+        schema.upgrade(settings.database_url)
     except OperationalError as exc:
         raise Stop(f"Cannot reach the database ({exc.orig.__class__.__name__}): check DATABASE_URL.") from exc
-    print(f"database is at revision {migrate.head_revision()}")
+    print(f"database is at revision {schema.head_revision()}")
 
 
 def _operator() -> str:
@@ -99,7 +101,7 @@ def _operator() -> str:
 def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
     engine = _database()
     code = admin.parse_scope(args.sender_code)
-    change = permissions.grant if add else permissions.revoke
+    change = grants.grant if add else grants.revoke
     with make_session_factory(engine).begin() as session:
         changed = change(session, args.user_id, Role(args.role), code, _operator())
     print(admin.grant_result(args.user_id, args.role, code, add, changed))
@@ -108,7 +110,7 @@ def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
 def cmd_grants(_args: argparse.Namespace) -> None:
     engine = _database()
     with make_session_factory(engine)() as session:
-        rows = permissions.list_grants(session)
+        rows = grants.list_grants(session)
     for row in rows:
         scope = "every sender code" if row.sender_code == ALL_SENDER_CODES else row.sender_code
         print(f"{row.user_id}\t{row.role}\t{scope}\t{row.granted_by}\t{row.granted_at:%Y-%m-%d %H:%M} UTC")
@@ -134,11 +136,11 @@ def cmd_audit(args: argparse.Namespace) -> None:
 
 
 def cmd_resolve(args: argparse.Namespace) -> None:
-    from bot.sends import Refused, SendService
+    from bot.requests.lifecycle import Lifecycle, Refused
 
     engine = _database()
-    service = SendService(make_session_factory(engine), whatcounts=None)
-    result = service.resolve(args.request_id, args.admin, args.outcome == "sent", args.note)
+    lifecycle = Lifecycle(make_session_factory(engine), whatcounts=None)
+    result = lifecycle.resolve(args.request_id, args.admin, args.outcome == "sent", args.note)
     if isinstance(result, Refused):
         raise Stop(result.reason)
     print(f"request {args.request_id} recorded as {args.outcome}; the bot posts it in the channel at its next sweep")
@@ -164,7 +166,7 @@ def cmd_sender_code_list(_args: argparse.Namespace) -> None:
 def cmd_policy_export(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from bot.policy import export_policy
+    from bot.rules.policy_file import export_policy
 
     engine = _database()
     with make_session_factory(engine)() as session:
@@ -182,7 +184,7 @@ def cmd_policy_export(args: argparse.Namespace) -> None:
 def cmd_policy_import(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from bot.policy import PolicyError, import_policy
+    from bot.rules.policy_file import PolicyError, import_policy
 
     try:
         text = sys.stdin.read() if args.file == "-" else Path(args.file).read_text(encoding="utf-8")

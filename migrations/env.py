@@ -6,9 +6,9 @@ import os
 
 from alembic import context
 
-from bot.config import DEFAULT_DATABASE_URL
-from bot.db import make_engine
-from bot.models import Base
+from bot.ops.config import DEFAULT_DATABASE_URL
+from bot.store.engine import make_engine
+from bot.store.models import Base
 
 config = context.config
 url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL

@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
 
-from bot import migrate
-from bot.db import normalize_url
+from bot.store import schema
+from bot.store.engine import normalize_url
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts
 from tests.harness import BotProcess, Database, SlackDriver, bot_env, make_database
 
@@ -50,7 +50,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
 
 @pytest.fixture
 def db(database_url: str) -> Iterator[Database]:
-    migrate.upgrade(database_url)
+    schema.upgrade(database_url)
     database = make_database(database_url)
     yield database
     database.engine.dispose()

@@ -23,10 +23,10 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import permissions
-from bot.db import make_engine, make_session_factory
-from bot.fields import ALL_CONTACTS
-from bot.models import AuditEvent, Role, SenderCode, SendRequest
+from bot.requests.fields import ALL_CONTACTS
+from bot.rules import grants
+from bot.store.engine import make_engine, make_session_factory
+from bot.store.models import AuditEvent, Role, SenderCode, SendRequest
 from tests.fakes import FakeSlack, FakeWhatCounts
 
 SIGNING_SECRET = "test-signing-secret-8f2b1c"
@@ -50,11 +50,11 @@ class Database:
 
     def grant(self, user_id: str, role: str, sender_code: str | None = CODE) -> None:
         with self.sessions.begin() as session:
-            permissions.grant(session, user_id, Role(role), sender_code, "test")
+            grants.grant(session, user_id, Role(role), sender_code, "test")
 
     def revoke(self, user_id: str, role: str, sender_code: str | None = CODE) -> None:
         with self.sessions.begin() as session:
-            assert permissions.revoke(session, user_id, Role(role), sender_code, "test")
+            assert grants.revoke(session, user_id, Role(role), sender_code, "test")
 
     def sender_code(self, code: str, **values: Any) -> None:
         with self.sessions.begin() as session:

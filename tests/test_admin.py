@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from bot import permissions, senders
-from bot.models import SenderCode
+from bot.rules import grants, sender_codes
 from bot.slack.admin import MAX_REPLY, admin_text, fit, words
+from bot.store.models import SenderCode
 from tests.harness import CODE, Database, SlackDriver, run_cli
 
 ADMIN, ADMIN2, CODE_ADMIN, OUTSIDER, NEW = "UADMIN", "UADMIN2", "UCODEADMIN", "UOUTSIDER", "U0NEWPERSON"
@@ -23,12 +23,12 @@ def say(slack: SlackDriver, user_id: str, text: str) -> str:
     return response.text
 
 
-def state(db: Database) -> tuple[list[tuple[str, ...]], list[senders.SenderCodeSettings], int]:
+def state(db: Database) -> tuple[list[tuple[str, ...]], list[sender_codes.SenderCodeSettings], int]:
     """Everything an admin command could change: grants, sender codes, and the audit trail's length."""
     with db.sessions() as session:
-        grants = [(g.user_id, g.role, g.sender_code, g.granted_by) for g in permissions.list_grants(session)]
-        codes = [senders.SenderCodeSettings.from_row(row) for row in senders.list_sender_codes(session)]
-    return grants, codes, len(db.audit_rows())
+        held = [(g.user_id, g.role, g.sender_code, g.granted_by) for g in grants.list_grants(session)]
+        codes = [sender_codes.SenderCodeSettings.from_row(row) for row in sender_codes.list_sender_codes(session)]
+    return held, codes, len(db.audit_rows())
 
 
 def code_row(db: Database, code: str) -> SenderCode:

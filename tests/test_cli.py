@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from bot.db import utcnow
-from bot.models import SendRequest
+from bot.store.engine import utcnow
+from bot.store.models import SendRequest
 from tests.fakes import FakeSlack, FakeWhatCounts
 from tests.harness import CODE, Database, SlackDriver, bot_env, run_cli
 

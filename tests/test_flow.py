@@ -8,8 +8,16 @@ import json
 import httpx
 
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import (CHANNEL, CODE, WHATCOUNTS_PASSWORD, WHATCOUNTS_REALM, BotProcess, Database, SlackDriver,
-                           request_id_of)
+from tests.harness import (
+    CHANNEL,
+    CODE,
+    WHATCOUNTS_PASSWORD,
+    WHATCOUNTS_REALM,
+    BotProcess,
+    Database,
+    SlackDriver,
+    request_id_of,
+)
 
 REQUESTER, APPROVER, OUTSIDER = "UREQUESTER", "UAPPROVER", "UOUTSIDER"
 

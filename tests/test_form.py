@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.fields import MAX_NAME
+from bot.requests.fields import MAX_NAME
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CODE, Database, SlackDriver, bot_with, form_errors
 

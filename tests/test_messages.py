@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 import httpx
 import pytest
 
-from bot.messages import MessageCatalog, MessageSearch, Unverifiable
-from bot.whatcounts import SmsMessage, WhatCountsClient, basic_auth
+from bot.whatcounts.catalog import MessageCatalog, MessageSearch, Unverifiable
+from bot.whatcounts.client import SmsMessage, WhatCountsClient, basic_auth
 from tests.fakes import FakeWhatCounts, WhatCountsReply
 from tests.harness import WHATCOUNTS_PASSWORD, WHATCOUNTS_REALM
 

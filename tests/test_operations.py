@@ -11,7 +11,15 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
 from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import SECRETS, WHATCOUNTS_PASSWORD, BotProcess, Database, SlackDriver, bot_with, run_cli
+from tests.harness import (
+    SECRETS,
+    WHATCOUNTS_PASSWORD,
+    BotProcess,
+    Database,
+    SlackDriver,
+    bot_with,
+    run_cli,
+)
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.quiet_hours import QuietHours
+from bot.rules.quiet_hours import QuietHours
 
 NY = "America/New_York"  # 2026: EDT from 8 March 07:00 UTC to 1 November 06:00 UTC
 

@@ -10,7 +10,7 @@ import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from bot.models import Base
+from bot.store.models import Base
 from tests.harness import Database
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -6,7 +6,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.segments import GSM7_BASIC, GSM7_EXTENSION, SegmentCount, count_segments
+from bot.whatcounts.segments import (
+    GSM7_BASIC,
+    GSM7_EXTENSION,
+    SegmentCount,
+    count_segments,
+)
 
 EMOJI = "😀"  # outside the BMP: a surrogate pair, two UTF-16 code units
 

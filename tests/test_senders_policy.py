@@ -12,10 +12,11 @@ import yaml
 from alembic import command
 from sqlalchemy import select, text
 
-from bot import migrate, permissions, policy, senders
-from bot.db import make_engine
-from bot.models import AuditEvent, Grant, Role, SendRequest, State
-from bot.senders import SenderCodeError, SenderCodeSettings, set_sender_code
+from bot.rules import grants, policy_file, sender_codes
+from bot.rules.sender_codes import SenderCodeError, SenderCodeSettings, set_sender_code
+from bot.store import schema
+from bot.store.engine import make_engine
+from bot.store.models import AuditEvent, Grant, Role, SendRequest, State
 from tests.harness import Database, run_cli
 
 CODE, OTHER = "5551234567", "12345"
@@ -27,22 +28,22 @@ def audit_rows(db: Database, event: str | None = None) -> list[AuditEvent]:
 
 def settings(db: Database, code: str = CODE) -> SenderCodeSettings | None:
     with db.sessions() as session:
-        return senders.get_settings(session, code)
+        return sender_codes.get_settings(session, code)
 
 
 # --- migration ---------------------------------------------------------------------------
 
 def test_migration_keeps_existing_sender_codes(database_url: str) -> None:
-    migrate.upgrade(database_url, "0001")
+    schema.upgrade(database_url, "0001")
     engine = make_engine(database_url)
     with engine.begin() as connection:
         connection.execute(text("INSERT INTO sender_codes (code, label, approvals_required, allow_self_approval) "
                                 "VALUES ('55555', 'Old', 2, false)"))
-    migrate.upgrade(database_url)
+    schema.upgrade(database_url)
     db = Database(database_url, engine)
     assert settings(db, "55555") == SenderCodeSettings(code="55555", label="Old", approvals=2)
-    command.downgrade(migrate.alembic_config(database_url), "0001")
-    migrate.upgrade(database_url)
+    command.downgrade(schema.alembic_config(database_url), "0001")
+    schema.upgrade(database_url)
     assert settings(db, "55555") == SenderCodeSettings(code="55555", label="Old", approvals=2)
     engine.dispose()
 
@@ -140,7 +141,7 @@ def test_list_sender_codes_in_code_order(db: Database) -> None:
         for code in ("5550000002", "12345", "5550000001"):
             set_sender_code(session, code, "U1")
     with db.sessions() as session:
-        assert [row.code for row in senders.list_sender_codes(session)] == ["12345", "5550000001", "5550000002"]
+        assert [row.code for row in sender_codes.list_sender_codes(session)] == ["12345", "5550000001", "5550000002"]
 
 
 def test_quiet_hours_of_a_code() -> None:
@@ -175,19 +176,19 @@ def test_sends_today_counts_sends_started_in_the_local_day(db: Database) -> None
     add_send(db, "other", State.SENT, datetime(2026, 1, 15, 18), code=OTHER)
     add_send(db, "after", State.SENT, datetime(2026, 1, 16, 5, 0))
     with db.sessions() as session:
-        assert senders.sends_today(session, CODE, datetime(2026, 1, 15, 20), ny) == 3
-        assert senders.sends_today(session, CODE, datetime(2026, 1, 16, 4, 0), ny) == 3  # still the 15th there
-        assert senders.sends_today(session, CODE, datetime(2026, 1, 16, 6, 0), ny) == 1
-        assert senders.sends_today(session, CODE, datetime(2026, 1, 15, 20), None) == 3  # UTC day of the 15th
-        assert senders.sends_today(session, CODE, datetime(2026, 1, 16, 1), None) == 2
-        assert senders.sends_today(session, OTHER, datetime(2026, 1, 15, 20), ny) == 1
+        assert sender_codes.sends_today(session, CODE, datetime(2026, 1, 15, 20), ny) == 3
+        assert sender_codes.sends_today(session, CODE, datetime(2026, 1, 16, 4, 0), ny) == 3  # still the 15th there
+        assert sender_codes.sends_today(session, CODE, datetime(2026, 1, 16, 6, 0), ny) == 1
+        assert sender_codes.sends_today(session, CODE, datetime(2026, 1, 15, 20), None) == 3  # UTC day of the 15th
+        assert sender_codes.sends_today(session, CODE, datetime(2026, 1, 16, 1), None) == 2
+        assert sender_codes.sends_today(session, OTHER, datetime(2026, 1, 15, 20), ny) == 1
 
 
 def test_day_bounds_follow_daylight_saving_time() -> None:
     ny = "America/New_York"
-    assert senders.day_bounds(datetime(2026, 3, 8, 12), ny) == (datetime(2026, 3, 8, 5), datetime(2026, 3, 9, 4))
-    assert senders.day_bounds(datetime(2026, 11, 1, 12), ny) == (datetime(2026, 11, 1, 4), datetime(2026, 11, 2, 5))
-    assert senders.day_bounds(datetime(2026, 1, 15, 23, 59), None) == (datetime(2026, 1, 15), datetime(2026, 1, 16))
+    assert sender_codes.day_bounds(datetime(2026, 3, 8, 12), ny) == (datetime(2026, 3, 8, 5), datetime(2026, 3, 9, 4))
+    assert sender_codes.day_bounds(datetime(2026, 11, 1, 12), ny) == (datetime(2026, 11, 1, 4), datetime(2026, 11, 2, 5))
+    assert sender_codes.day_bounds(datetime(2026, 1, 15, 23, 59), None) == (datetime(2026, 1, 15), datetime(2026, 1, 16))
 
 
 # --- policy as code ----------------------------------------------------------------------
@@ -198,17 +199,17 @@ def sample_policy(db: Database) -> None:
                         approvals=2, daily_cap=5, quiet_hours="21:00-08:00", timezone="America/New_York",
                         channels=["C0123ABC", "G0456DEF"], self_approval=False)
         set_sender_code(session, OTHER, "U1", label="yes", approvals=1, self_approval=True)
-        permissions.grant(session, "UREQ", Role.REQUESTER, CODE, "U1")
-        permissions.grant(session, "UAPP", Role.APPROVER, None, "U1")
-        permissions.grant(session, "UAPP", Role.APPROVER, OTHER, "U1")
-        permissions.grant(session, "UADM", Role.ADMIN, None, "U1")
+        grants.grant(session, "UREQ", Role.REQUESTER, CODE, "U1")
+        grants.grant(session, "UAPP", Role.APPROVER, None, "U1")
+        grants.grant(session, "UAPP", Role.APPROVER, OTHER, "U1")
+        grants.grant(session, "UADM", Role.ADMIN, None, "U1")
 
 
 def test_export_is_stable_and_readable(db: Database) -> None:
     sample_policy(db)
     with db.sessions() as session:
-        exported = policy.export_policy(session)
-        assert policy.export_policy(session) == exported
+        exported = policy_file.export_policy(session)
+        assert policy_file.export_policy(session) == exported
     document = yaml.safe_load(exported)
     assert document["version"] == 1
     assert document["sender_codes"][0] == {"code": OTHER, "label": "yes", "groups": [], "approvals": 1,
@@ -228,23 +229,23 @@ def test_export_is_stable_and_readable(db: Database) -> None:
 def test_export_then_import_round_trips_exactly(db: Database) -> None:
     sample_policy(db)
     with db.sessions() as session:
-        exported = policy.export_policy(session)
+        exported = policy_file.export_policy(session)
     events = len(db.audit_rows())
     with db.sessions.begin() as session:
-        summary = policy.import_policy(session, exported, "U9")
+        summary = policy_file.import_policy(session, exported, "U9")
     assert not summary.changed and summary.lines() == ["no changes: the bot's policy already matches the file"]
     assert len(db.audit_rows()) == events
     # Wipe everything, then rebuild it from the file alone.
     with db.sessions.begin() as session:
-        wiped = policy.import_policy(session, "sender_codes: []\ngrants: []\n", "U9")
+        wiped = policy_file.import_policy(session, "sender_codes: []\ngrants: []\n", "U9")
     assert sorted(wiped.removed) == [OTHER, CODE] and len(wiped.revoked) == 4
     with db.sessions() as session:
-        assert senders.list_sender_codes(session) == [] and permissions.list_grants(session) == []
+        assert sender_codes.list_sender_codes(session) == [] and grants.list_grants(session) == []
     with db.sessions.begin() as session:
-        rebuilt = policy.import_policy(session, exported, "U9")
+        rebuilt = policy_file.import_policy(session, exported, "U9")
     assert sorted(rebuilt.added) == [OTHER, CODE] and len(rebuilt.granted) == 4
     with db.sessions() as session:
-        assert policy.export_policy(session) == exported
+        assert policy_file.export_policy(session) == exported
 
 
 def test_import_makes_the_policy_exactly_the_file_and_audits_it(db: Database) -> None:
@@ -263,7 +264,7 @@ grants:
 """
     before = len(db.audit_rows())
     with db.sessions.begin() as session:
-        summary = policy.import_policy(session, document, "UIMPORT")
+        summary = policy_file.import_policy(session, document, "UIMPORT")
     assert (summary.added, summary.updated, summary.removed) == (["98765"], [CODE], [OTHER])
     assert [(g.user, g.role, g.sender_code) for g in summary.granted] == [("UNEW", "approver", "98765")]
     assert {(g.user, g.role, g.sender_code) for g in summary.revoked} == {
@@ -303,8 +304,8 @@ grants:
   - {user: UAPP, role: approver, sender_code: "*"}
 extra: true
 """
-    with db.sessions.begin() as session, pytest.raises(policy.PolicyError) as caught:
-        policy.import_policy(session, document, "U9")
+    with db.sessions.begin() as session, pytest.raises(policy_file.PolicyError) as caught:
+        policy_file.import_policy(session, document, "U9")
     problems = caught.value.problems
     expected = [
         "extra: unknown key",
@@ -338,25 +339,25 @@ extra: true
      "sender_codes[0].self_approval: must be true or false (got 'no')"),
 ])
 def test_document_shape_errors(db: Database, document: str, message: str) -> None:
-    with db.sessions.begin() as session, pytest.raises(policy.PolicyError) as caught:
-        policy.import_policy(session, document, "U9")
+    with db.sessions.begin() as session, pytest.raises(policy_file.PolicyError) as caught:
+        policy_file.import_policy(session, document, "U9")
     assert any(message in p for p in caught.value.problems), caught.value.problems
 
 
 def test_import_is_all_or_nothing_when_applying_fails(db: Database, monkeypatch: pytest.MonkeyPatch) -> None:
     sample_policy(db)
     with db.sessions() as session:
-        exported = policy.export_policy(session)
+        exported = policy_file.export_policy(session)
     events = len(db.audit_rows())
 
     def broken_grant(*_args: object, **_kwargs: object) -> bool:
         raise RuntimeError("database went away")
-    monkeypatch.setattr(permissions, "grant", broken_grant)
+    monkeypatch.setattr(grants, "grant", broken_grant)
     document = exported.replace("label: yes", "label: changed").replace("user: UREQ", "user: UNEW")
     with pytest.raises(RuntimeError), db.sessions.begin() as session:
-        policy.import_policy(session, document, "U9")
+        policy_file.import_policy(session, document, "U9")
     with db.sessions() as session:
-        assert policy.export_policy(session) == exported
+        assert policy_file.export_policy(session) == exported
     assert len(db.audit_rows()) == events
 
 
@@ -387,7 +388,7 @@ def test_command_line(db: Database, tmp_path: Path) -> None:
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == f"sender code {CODE} updated: daily_cap 5 -> None"
 
-    policy_file = tmp_path / "policy.yaml"
+    policy_file = tmp_path / "policy_file.yaml"
     code, out, err = cli(db, tmp_path, "policy", "export", "--output", str(policy_file))
     assert (code, out, err) == (0, f"policy written to {policy_file}\n", "")
     code, stdout_export, _ = cli(db, tmp_path, "policy", "export")
@@ -401,7 +402,7 @@ def test_command_line(db: Database, tmp_path: Path) -> None:
     code, out, err = cli(db, tmp_path, "policy", "import", str(policy_file))
     assert (code, out, err) == (0, "granted UREQ requester for every sender code\n", "")
     with db.sessions() as session:
-        assert permissions.has_role(session, "UREQ", Role.REQUESTER, "99999")
+        assert grants.has_role(session, "UREQ", Role.REQUESTER, "99999")
 
     policy_file.write_text("sender_codes: [{code: '12'}]\ngrants: []\n")
     code, out, err = cli(db, tmp_path, "policy", "import", str(policy_file))

@@ -9,7 +9,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.whatcounts import NotSent, Rejected, Sent, Unknown, WhatCountsClient, send_url
+from bot.whatcounts.client import (
+    NotSent,
+    Rejected,
+    Sent,
+    Unknown,
+    WhatCountsClient,
+    send_url,
+)
 
 BASE = "https://wc.example.test"
 names = st.text(min_size=1, max_size=60)

@@ -10,11 +10,18 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.models import State
-from bot.sends import TERMINAL_WITH_OUTCOME, Changed, Closed, Decision, Refused, SendService
+from bot.ops.work import BackgroundWork
+from bot.requests.lifecycle import (
+    TERMINAL_WITH_OUTCOME,
+    Changed,
+    Closed,
+    Decision,
+    Lifecycle,
+    Refused,
+)
 from bot.slack import blocks
 from bot.slack.cards import CardPublisher
-from bot.slack.work import BackgroundWork
+from bot.store.models import State
 
 log = logging.getLogger(__name__)
 
@@ -29,9 +36,9 @@ ALREADY = {
 }
 
 
-def register(app: App, service: SendService, publisher: CardPublisher, work: BackgroundWork) -> None:
+def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: BackgroundWork) -> None:
     deciders: dict[str, Callable[[str, str], Decision]] = {
-        blocks.APPROVE: service.approve, blocks.REJECT: service.reject, blocks.CANCEL: service.cancel,
+        blocks.APPROVE: lifecycle.approve, blocks.REJECT: lifecycle.reject, blocks.CANCEL: lifecycle.cancel,
     }
 
     def decide(action_id: str, request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
@@ -43,7 +50,7 @@ def register(app: App, service: SendService, publisher: CardPublisher, work: Bac
                 _tell(client, view.request.channel_id, user_id, ALREADY[State(view.request.state)])
             case Changed(view=view, send=True):
                 publisher.refresh(view)
-                publisher.show(service.execute(request_id))
+                publisher.show(lifecycle.execute(request_id))
             case Changed(view=view) if view.request.state in TERMINAL_WITH_OUTCOME:
                 publisher.show(view)  # the sender code's policy stopped the send at approval
             case Changed(view=view):

@@ -7,7 +7,7 @@ import shlex
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.admin import run_admin_command
+from bot.rules.admin import run_admin_command
 from bot.slack import blocks
 
 PROG = "/sms-send admin"

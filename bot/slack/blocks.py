@@ -11,20 +11,31 @@ import json
 from typing import Any
 
 from slack_sdk.models.blocks import (
-    ActionsBlock, Block, ButtonElement, ConfirmObject, ContextBlock, ExternalDataSelectElement, InputBlock,
-    MarkdownTextObject, Option, PlainTextInputElement, SectionBlock, StaticSelectElement,
+    ActionsBlock,
+    Block,
+    ButtonElement,
+    ConfirmObject,
+    ContextBlock,
+    ExternalDataSelectElement,
+    InputBlock,
+    MarkdownTextObject,
+    Option,
+    PlainTextInputElement,
+    SectionBlock,
+    StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
-from bot import send_policy
-from bot.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
-from bot.messages import MessageSearch
-from bot.models import SendRequest, State
-from bot.quiet_hours import QuietHours
-from bot.segments import count_segments
-from bot.senders import SenderCodeSettings
-from bot.sends import CodeStatus, FormChoices, RequestView
-from bot.whatcounts import explain_rejection
+from bot.requests.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
+from bot.requests.choices import CodeStatus, FormChoices
+from bot.requests.reading import RequestView
+from bot.rules import sending
+from bot.rules.quiet_hours import QuietHours
+from bot.rules.sender_codes import SenderCodeSettings
+from bot.store.models import SendRequest, State
+from bot.whatcounts.catalog import MessageSearch
+from bot.whatcounts.client import explain_rejection
+from bot.whatcounts.segments import count_segments
 
 REQUEST_CALLBACK = "sms_send_request"
 INPUT_ACTION = "value"
@@ -194,7 +205,7 @@ def _quiet_hours(request: SendRequest) -> str:
     if not request.quiet_hours:
         return "none set for this sender code"
     window, _, timezone = request.quiet_hours.partition(" ")
-    text = send_policy.quiet_status(QuietHours.parse(window, timezone), request.created_at, request.expires_at)
+    text = sending.quiet_status(QuietHours.parse(window, timezone), request.created_at, request.expires_at)
     if request.quiet_override:
         text += f"\n:warning: *Override* by <@{request.requester_id}>: “{escape(request.quiet_override)}”"
     return text

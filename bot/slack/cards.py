@@ -12,16 +12,19 @@ import threading
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.sends import RequestView, SendService
+from bot.requests.lifecycle import Lifecycle
+from bot.requests.outbox import Outbox
+from bot.requests.reading import RequestView
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
 
 
 class CardPublisher:
-    def __init__(self, client: WebClient, service: SendService) -> None:
+    def __init__(self, client: WebClient, lifecycle: Lifecycle, outbox: Outbox) -> None:
         self.client = client
-        self.service = service
+        self.lifecycle = lifecycle
+        self.outbox = outbox
 
     def refresh(self, view: RequestView) -> None:
         r = view.request
@@ -31,19 +34,19 @@ class CardPublisher:
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("request %s: card update failed, will retry: %s", r.id, _slack_error(exc))
             return
-        self.service.card_shown(r.id, r.version)
+        self.outbox.card_shown(r.id, r.version)
 
     def post_outcome(self, view: RequestView) -> None:
         """Post the outcome in the card's thread, broadcast to the channel; once."""
         r = view.request
-        if not self.service.claim_outcome_post(r.id):
+        if not self.outbox.claim_outcome_post(r.id):
             return
         try:
             self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, reply_broadcast=True,
                                          text=blocks.outcome_message(view))
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("request %s: outcome post failed, will retry: %s", r.id, _slack_error(exc))
-            self.service.release_outcome_post(r.id)
+            self.outbox.release_outcome_post(r.id)
 
     def show(self, view: RequestView) -> None:
         self.refresh(view)
@@ -51,11 +54,11 @@ class CardPublisher:
 
     def sweep(self) -> None:
         """Expire, give up on lost sends, and catch up cards and outcomes that Slack missed."""
-        for view in self.service.expire_due() + self.service.mark_lost_sends():
+        for view in self.lifecycle.expire_due() + self.lifecycle.mark_lost_sends():
             self.show(view)
-        for view in self.service.cards_behind():
+        for view in self.outbox.cards_behind():
             self.refresh(view)
-        for view in self.service.outcomes_unposted():
+        for view in self.outbox.outcomes_unposted():
             self.post_outcome(view)
 
 

@@ -9,8 +9,11 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.sends import Refused, SendService
+from bot.requests.choices import RequestForm
+from bot.requests.lifecycle import Refused
+from bot.rules.cache import PolicyCache
 from bot.slack import admin, blocks
+from bot.whatcounts.catalog import MessageCatalog
 
 log = logging.getLogger(__name__)
 
@@ -22,13 +25,13 @@ def no_access_text(user_id: str, admins: list[str]) -> str:
             f"(`sms-bot grant {user_id} requester --sender-code CODE`).")
 
 
-def register(app: App, service: SendService) -> None:
+def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: PolicyCache) -> None:
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
         if (admin_words := admin.admin_text(text)) is not None:
-            answer = admin.answer(service.sessions, command["user_id"], admin_words)
-            service.policy.invalidate()  # so this process's next form shows any change at once
+            answer = admin.answer(form.sessions, command["user_id"], admin_words)
+            cache.invalidate()  # so this process's next form shows any change at once
             ack(answer)
             return
         if text.lower() in ("help", "-h", "--help", "?"):
@@ -38,18 +41,17 @@ def register(app: App, service: SendService) -> None:
             ack(f"`/sms-send {blocks.escape(text)}` is not something I know.\n\n{blocks.HELP}")
             return
         user_id, channel_id = command["user_id"], command["channel_id"]
-        choices = service.sender_code_choices(user_id, channel_id)
+        choices = form.choices(user_id, channel_id)
         if isinstance(choices, Refused):
-            ack(no_access_text(user_id, service.admins()))
+            ack(no_access_text(user_id, form.admins()))
             return
         if not choices.codes:
             ack(choices.empty_reason)
             return
         ack()
-        if service.messages is not None:
-            service.messages.warm()  # so the message type-ahead answers from a fresh list
-        only = service.code_status(choices.codes[0]) if len(choices.codes) == 1 else None
-        modal = blocks.request_modal(channel_id, command.get("team_id", ""), choices, only, service.dry_run)
+        catalog.warm()  # so the message type-ahead answers from a fresh list
+        only = form.code_status(choices.codes[0]) if len(choices.codes) == 1 else None
+        modal = blocks.request_modal(channel_id, command.get("team_id", ""), choices, only, form.dry_run)
         try:
             client.views_open(trigger_id=command["trigger_id"], view=modal)
         except SlackApiError as exc:

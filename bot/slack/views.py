@@ -10,10 +10,12 @@ from slack_bolt import Ack, App
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.fields import parse_fields
-from bot.messages import MessageSearch
-from bot.sends import Invalid, Refused, RequestView, SendService
+from bot.requests.choices import RequestForm
+from bot.requests.fields import parse_fields
+from bot.requests.lifecycle import Invalid, Lifecycle, Refused
+from bot.requests.reading import RequestView
 from bot.slack import blocks
+from bot.whatcounts.catalog import MessageCatalog
 
 log = logging.getLogger(__name__)
 
@@ -42,12 +44,12 @@ def _metadata(view: dict[str, Any]) -> tuple[str, str]:
     return meta.get("channel_id", ""), meta.get("team_id", "")
 
 
-def register(app: App, service: SendService) -> None:
+def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: MessageCatalog) -> None:
     @app.options(blocks.MESSAGE_ACTION)
     def suggest_messages(ack: Ack, payload: dict[str, Any]) -> None:
         """The message type-ahead, answered within Slack's 3 s even when WhatCounts is slow."""
         query = str(payload.get("value") or "")
-        found = service.messages.search(query, wait=SUGGEST_WAIT) if service.messages else MessageSearch([], False)
+        found = catalog.search(query, wait=SUGGEST_WAIT)
         ack(options=blocks.message_options(found, query))
 
     @app.action(blocks.SENDER_CODE_ACTION)
@@ -56,12 +58,12 @@ def register(app: App, service: SendService) -> None:
         ack()
         view = body["view"]
         channel_id, team_id = _metadata(view)
-        choices = service.sender_code_choices(body["user"]["id"], channel_id)
+        choices = form.choices(body["user"]["id"], channel_id)
         if isinstance(choices, Refused):
             return  # the grant was revoked while the form was open; submitting will say so
         chosen = choices.get((action.get("selected_option") or {}).get("value"))
-        status = service.code_status(chosen) if chosen else None
-        modal = blocks.request_modal(channel_id, team_id, choices, status, service.dry_run)
+        status = form.code_status(chosen) if chosen else None
+        modal = blocks.request_modal(channel_id, team_id, choices, status, form.dry_run)
         try:
             client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
         except SlackApiError as exc:  # hash_conflict: a newer choice redraws it
@@ -86,7 +88,7 @@ def register(app: App, service: SendService) -> None:
             refuse(errors)
             return
         channel_id, team_id = _metadata(view)
-        draft = service.draft(body["user"]["id"], team_id, channel_id, fields, quiet_override=override)
+        draft = lifecycle.draft(body["user"]["id"], team_id, channel_id, fields, quiet_override=override)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
             return
@@ -102,7 +104,7 @@ def register(app: App, service: SendService) -> None:
             refuse({"message_name": CHANNEL_PROBLEMS.get(
                 error, f"Slack would not post the request in this channel ({error}). Nothing was saved.")})
             return
-        stored = service.store(draft, posted["ts"])
+        stored = lifecycle.store(draft, posted["ts"])
         if isinstance(stored, Refused):
             client.chat_delete(channel=channel_id, ts=posted["ts"])
             refuse({"sender_code": stored.reason})

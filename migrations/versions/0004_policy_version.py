@@ -5,7 +5,7 @@ Revises: 0003
 Create Date: 2026-11-24 20:30:00
 
 Each bot process keeps the grants and sender codes in memory for the request form
-(bot/policy_cache.py) and reloads them when this number moves. Triggers move it, so every
+(bot/rules/cache.py) and reloads them when this number moves. Triggers move it, so every
 writer counts: the bot, `sms-bot`, another replica, an operator's own SQL, a bulk COPY.
 
 On SQLite, a later migration that rebuilds `grants` or `sender_codes` with
@@ -19,7 +19,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
 
 revision: str = '0004'
 down_revision: str | None = '0003'

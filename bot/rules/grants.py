@@ -5,8 +5,8 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot import audit
-from bot.models import ALL_SENDER_CODES, Grant, Role
+from bot.store import audit
+from bot.store.models import ALL_SENDER_CODES, Grant, Role
 
 
 def has_role(session: Session, user_id: str, role: Role, sender_code: str) -> bool:

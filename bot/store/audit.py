@@ -13,8 +13,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.db import utcnow
-from bot.models import AuditEvent
+from bot.store.engine import utcnow
+from bot.store.models import AuditEvent
 
 EVENTS = frozenset({
     "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",

@@ -17,8 +17,8 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.config import Settings
-from bot.whatcounts import basic_auth
+from bot.ops.config import Settings
+from bot.whatcounts.client import basic_auth
 
 REDACTED = "[redacted]"
 

@@ -16,10 +16,10 @@ from typing import Any
 import yaml
 from sqlalchemy.orm import Session
 
-from bot import permissions, senders
-from bot.fields import normalize_sender_code
-from bot.models import ALL_SENDER_CODES, Role
 from bot.problems import Problems
+from bot.requests.fields import normalize_sender_code
+from bot.rules import grants, sender_codes
+from bot.store.models import ALL_SENDER_CODES, Role
 
 VERSION = 1
 HEADER = """\
@@ -28,7 +28,7 @@ HEADER = """\
 # and grants missing from it are removed.
 """
 TOP_KEYS = ("version", "sender_codes", "grants")
-CODE_KEYS = ("code", *senders.FIELDS)
+CODE_KEYS = ("code", *sender_codes.FIELDS)
 GRANT_KEYS = ("user", "role", "sender_code")
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
 ROLES = tuple(r.value for r in Role)
@@ -49,7 +49,7 @@ class GrantRow:
 
 @dataclass(frozen=True)
 class Policy:
-    sender_codes: tuple[senders.SenderCodeSettings, ...]
+    sender_codes: tuple[sender_codes.SenderCodeSettings, ...]
     grants: tuple[GrantRow, ...]
 
 
@@ -82,9 +82,9 @@ def _scope(code: str) -> str:
 # --- export ------------------------------------------------------------------------------
 
 def read_policy(session: Session) -> Policy:
-    codes = tuple(senders.SenderCodeSettings.from_row(row) for row in senders.list_sender_codes(session))
-    grants = tuple(GrantRow(g.user_id, g.role, g.sender_code) for g in permissions.list_grants(session))
-    return Policy(codes, grants)
+    codes = tuple(sender_codes.SenderCodeSettings.from_row(row) for row in sender_codes.list_sender_codes(session))
+    grant_rows = tuple(GrantRow(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session))
+    return Policy(codes, grant_rows)
 
 
 def export_policy(session: Session) -> str:
@@ -138,7 +138,7 @@ def parse_policy(text: str) -> Policy:
     if document.get("version", VERSION) != VERSION:
         problems.append(f"version: this bot reads version {VERSION} (got {document.get('version')!r})")
 
-    codes: list[senders.SenderCodeSettings] = []
+    codes: list[sender_codes.SenderCodeSettings] = []
     seen_codes: dict[str, str] = {}
     for i, item in enumerate(_list(document, "sender_codes", problems)):
         path = f"sender_codes[{i}]"
@@ -150,8 +150,8 @@ def parse_policy(text: str) -> Policy:
             problems.append(f"{path}.code: missing")
             continue
         code = item["code"]
-        values = {key: value for key, value in item.items() if key in senders.FIELDS}
-        settings, errors = senders.parse_settings(code if isinstance(code, str) else repr(code), values)
+        values = {key: value for key, value in item.items() if key in sender_codes.FIELDS}
+        settings, errors = sender_codes.parse_settings(code if isinstance(code, str) else repr(code), values)
         if not isinstance(code, str):
             errors["code"] = f"write the sender code in quotes, e.g. code: '5551234567' (got {code!r})"
         problems += [f"{path}.{key}: {problem}" for key, problem in errors.items()]
@@ -204,25 +204,25 @@ def import_policy(session: Session, text: str, by: str) -> ImportSummary:
     wanted = parse_policy(text)
     summary = ImportSummary()
     wanted_codes = {s.code for s in wanted.sender_codes}
-    for row in senders.list_sender_codes(session):
+    for row in sender_codes.list_sender_codes(session):
         if row.code not in wanted_codes:
-            senders.remove_sender_code(session, row.code, by)
+            sender_codes.remove_sender_code(session, row.code, by)
             summary.removed.append(row.code)
     for settings in wanted.sender_codes:
-        change = senders.replace_sender_code(session, settings, by)
+        change = sender_codes.replace_sender_code(session, settings, by)
         if change.before is None:
             summary.added.append(settings.code)
         elif change.changed:
             summary.updated.append(settings.code)
 
-    current = {GrantRow(g.user_id, g.role, g.sender_code) for g in permissions.list_grants(session)}
+    current = {GrantRow(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session)}
     wanted_grants = set(wanted.grants)
     for grant in sorted(current - wanted_grants, key=lambda g: (g.user, g.role, g.sender_code)):
-        permissions.revoke(session, grant.user, Role(grant.role), grant.sender_code, by)
+        grants.revoke(session, grant.user, Role(grant.role), grant.sender_code, by)
         summary.revoked.append(grant)
     for grant in wanted.grants:
         if grant not in current:
-            permissions.grant(session, grant.user, Role(grant.role), grant.sender_code, by)
+            grants.grant(session, grant.user, Role(grant.role), grant.sender_code, by)
             summary.granted.append(grant)
     session.flush()
     return summary

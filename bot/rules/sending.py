@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.models import SenderCode
-from bot.quiet_hours import QuietHours, format_time
-from bot.senders import SenderCodeSettings, sends_today
+from bot.rules.quiet_hours import QuietHours, format_time
+from bot.rules.sender_codes import SenderCodeSettings, sends_today
+from bot.store.models import SenderCode
 
 
 def channel_problem(settings: SenderCodeSettings, channel_id: str) -> str | None:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import permissions
-from bot.models import PolicyVersion, Role
-from bot.senders import SenderCodeSettings, list_sender_codes
+from bot.rules import grants
+from bot.rules.sender_codes import SenderCodeSettings, list_sender_codes
+from bot.store.models import PolicyVersion, Role
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def load(session: Session) -> PolicySnapshot:
     # number kept here, so the next check reloads rather than missing that change.
     version = _version(session)
     roles = {user: {role: frozenset(codes) for role, codes in held.items()}
-             for user, held in permissions.grants_by_user(session).items()}
+             for user, held in grants.grants_by_user(session).items()}
     codes = tuple(SenderCodeSettings.from_row(row) for row in list_sender_codes(session))
     return PolicySnapshot(version, roles, codes)
 

@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.whatcounts import SmsMessage
+from bot.whatcounts.client import SmsMessage
 
 log = logging.getLogger(__name__)
 

@@ -18,28 +18,29 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import audit, permissions, send_policy
-from bot.db import utcnow
-from bot.fields import RequestFields
-from bot.messages import MessageCatalog, Unverifiable
-from bot.models import ALL_SENDER_CODES, Approval, Role, SendRequest, State
-from bot.policy_cache import PolicyCache
-from bot.senders import SenderCodeSettings, get_settings, sends_today
-from bot.whatcounts import NotSent, Outcome, Rejected, Sent, Unknown, WhatCountsClient, send_url
+from bot.requests.fields import RequestFields
+from bot.requests.reading import RequestView, read_view
+from bot.rules import grants, sending
+from bot.rules.sender_codes import get_settings
+from bot.store import audit
+from bot.store.engine import utcnow
+from bot.store.models import Approval, Role, SendRequest, State
+from bot.whatcounts.catalog import MessageCatalog, Unverifiable
+from bot.whatcounts.client import (
+    NotSent,
+    Outcome,
+    Rejected,
+    Sent,
+    Unknown,
+    WhatCountsClient,
+    send_url,
+)
 
 log = logging.getLogger(__name__)
 
 TERMINAL_WITH_OUTCOME = (State.SENT, State.FAILED, State.UNKNOWN)
 # Extra time past the WhatCounts client's own bound before a SENDING request counts as lost.
 SENDING_GRACE = timedelta(seconds=2)
-
-
-@dataclass(frozen=True)
-class RequestView:
-    """A request and its approvers, as read in one transaction (for rendering)."""
-
-    request: SendRequest
-    approvers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,58 +75,18 @@ class Invalid:
     errors: dict[str, str]
 
 
-@dataclass(frozen=True)
-class FormChoices:
-    """The sender codes a user may request in a channel, for the request form."""
-
-    codes: list[SenderCodeSettings]
-    admin_codes: frozenset[str]  # where the user may override quiet hours; `*`: everywhere
-    empty_reason: str = ""  # why `codes` is empty, for the user
-
-    def get(self, code: str | None) -> SenderCodeSettings | None:
-        return next((c for c in self.codes if c.code == code), None)
-
-    def may_override(self, code: str) -> bool:
-        return code in self.admin_codes or ALL_SENDER_CODES in self.admin_codes
-
-
-@dataclass(frozen=True)
-class CodeStatus:
-    """A sender code's policy and where it stands now, shown in the form once the code is chosen."""
-
-    settings: SenderCodeSettings
-    sends_today: int
-    quiet_now: str | None  # set while quiet hours are in effect
-
-
 @dataclass
-class SendService:
+class Lifecycle:
     sessions: sessionmaker[Session]
     whatcounts: WhatCountsClient | None  # None where nothing is sent (the command line)
     request_ttl: timedelta = timedelta(minutes=60)
     clock: Callable[[], datetime] = field(default=utcnow)
     messages: MessageCatalog | None = None  # None: message names cannot be checked
     dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
-    policy_max_age: float = 0.0  # POLICY_CACHE_SECONDS: how old the form's choices may be
-    policy: PolicyCache = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.policy = PolicyCache(self.sessions, self.policy_max_age)
-
-    # --- reading ---------------------------------------------------------------------
 
     def view(self, request_id: str) -> RequestView | None:
         with self.sessions() as session:
-            return self._view(session, request_id)
-
-    @staticmethod
-    def _view(session: Session, request_id: str) -> RequestView | None:
-        request = session.get(SendRequest, request_id, populate_existing=True)
-        if request is None:
-            return None
-        approvers = session.scalars(select(Approval.approver_id).where(Approval.request_id == request_id)
-                                    .order_by(Approval.approved_at, Approval.approver_id))
-        return RequestView(request, tuple(approvers))
+            return read_view(session, request_id)
 
     # --- creating --------------------------------------------------------------------
 
@@ -133,39 +94,6 @@ class SendService:
     def new_id() -> str:
         """Made before the request is stored, so its card can be posted first."""
         return secrets.token_hex(6)
-
-    def sender_code_choices(self, user_id: str, channel_id: str) -> FormChoices | Refused:
-        """Refused if the user holds no requester grant; else the registered codes they may
-        request in this channel (empty, with the reason, if none). From the policy cache: the
-        form only offers, `draft` checks against the database."""
-        policy = self.policy.current()
-        held = policy.codes_by_role(user_id)
-        requestable = held.get(Role.REQUESTER, frozenset())
-        if not requestable:
-            return Refused("no requester grant")
-        mine = [c for c in policy.codes if c.code in requestable or ALL_SENDER_CODES in requestable]
-        here = [c for c in mine if send_policy.channel_problem(c, channel_id) is None]
-        admin_codes = held.get(Role.ADMIN, frozenset())
-        if here:
-            return FormChoices(here, admin_codes)
-        if mine:
-            places = sorted({f"<#{channel}>" for c in mine for channel in c.channels})
-            return FormChoices([], admin_codes, "Your sender codes cannot be requested in this channel. Run "
-                                                "/sms-send in " + ", ".join(places) + ".")
-        wanted = ", ".join(sorted(requestable - {ALL_SENDER_CODES})) or "any sender code"
-        return FormChoices([], admin_codes, f"You may request {wanted}, but no such sender code is registered "
-                                            "yet. An admin registers it with `/sms-send admin sender-code set CODE`.")
-
-    def code_status(self, settings: SenderCodeSettings) -> CodeStatus:
-        now = self.clock()
-        used = 0
-        if settings.daily_cap is not None:
-            with self.sessions() as session:
-                used = sends_today(session, settings.code, now, settings.timezone, dry_run=self.dry_run)
-        return CodeStatus(settings, used, send_policy.quiet_problem(settings, now))
-
-    def admins(self) -> list[str]:
-        return self.policy.current().holders(Role.ADMIN)
 
     def draft(self, requester_id: str, team_id: str, channel_id: str, fields: RequestFields,
               quiet_override: str | None = None) -> SendRequest | Invalid:
@@ -176,22 +104,22 @@ class SendService:
         now = self.clock()
         code = fields.sender_code
         with self.sessions() as session:
-            if not permissions.has_role(session, requester_id, Role.REQUESTER, code):
+            if not grants.has_role(session, requester_id, Role.REQUESTER, code):
                 return Invalid({"sender_code": f"You have no grant to request sends for sender code {code}."})
             settings = get_settings(session, code)
             if settings is None:
                 return Invalid({"sender_code": f"Sender code {code} is not registered: an admin adds it with "
                                                f"`/sms-send admin sender-code set {code}`."})
             errors: dict[str, str] = {}
-            if problem := send_policy.channel_problem(settings, channel_id):
+            if problem := sending.channel_problem(settings, channel_id):
                 errors["sender_code"] = problem
-            elif problem := send_policy.cap_problem(session, settings, now, self.dry_run):
+            elif problem := sending.cap_problem(session, settings, now, self.dry_run):
                 errors["sender_code"] = problem
-            elif (problem := send_policy.quiet_problem(settings, now)) and not quiet_override:
+            elif (problem := sending.quiet_problem(settings, now)) and not quiet_override:
                 errors["sender_code"] = problem
-            if problem := send_policy.group_problem(settings, fields.group_name):
+            if problem := sending.group_problem(settings, fields.group_name):
                 errors["group_name"] = problem
-            if quiet_override and not permissions.has_role(session, requester_id, Role.ADMIN, code):
+            if quiet_override and not grants.has_role(session, requester_id, Role.ADMIN, code):
                 errors["quiet_override"] = f"Only an admin of sender code {code} can override its quiet hours."
         if errors:
             return Invalid(errors)
@@ -216,7 +144,7 @@ class SendService:
     def store(self, draft: SendRequest, card_ts: str) -> RequestView | Refused:
         """Store a drafted request once its card is posted; grants are checked again."""
         with self.sessions.begin() as session:
-            if not permissions.has_role(session, draft.requester_id, Role.REQUESTER, draft.sender_code):
+            if not grants.has_role(session, draft.requester_id, Role.REQUESTER, draft.sender_code):
                 return Refused(f"You have no grant to request sends for sender code {draft.sender_code}.")
             draft.card_ts = card_ts
             session.add(draft)
@@ -241,7 +169,7 @@ class SendService:
             if not isinstance(found, SendRequest):
                 return found
             request = found
-            if not permissions.has_role(session, approver_id, Role.APPROVER, request.sender_code):
+            if not grants.has_role(session, approver_id, Role.APPROVER, request.sender_code):
                 return Refused(f"You need an approver grant for sender code {request.sender_code} to approve.")
             if approver_id == request.requester_id and not request.allow_self_approval:
                 return Refused("You asked for this send, so someone else must approve it.")
@@ -286,7 +214,7 @@ class SendService:
                                   finished_at=now, reason=stop, outcome_posted=False):
                 audit.record(session, "failed", "system", request_id=request_id, sender_code=request.sender_code,
                              reason=stop)
-            view = self._view(session, request_id)
+            view = read_view(session, request_id)
         assert view is not None
         if not claimed and view.request.state not in (State.PENDING, State.FAILED):
             return Closed(view)  # another approval won the race; ours changed nothing that matters
@@ -295,13 +223,13 @@ class SendService:
     def _claim_check(self, session: Session, request: SendRequest) -> str | None:
         """The policy at the moment of sending, with the sender code's row locked so that
         concurrent claims of one code count each other's sends. A reason means: do not send."""
-        settings = send_policy.lock_sender_code(session, request.sender_code)
+        settings = sending.lock_sender_code(session, request.sender_code)
         if settings is None:
             return f"Not sent: sender code {request.sender_code} is no longer registered."
         now = self.clock()
-        if not request.quiet_override and (problem := send_policy.quiet_problem(settings, now)):
+        if not request.quiet_override and (problem := sending.quiet_problem(settings, now)):
             return f"Not sent at approval: {problem}"
-        if problem := send_policy.cap_problem(session, settings, now, request.dry_run):
+        if problem := sending.cap_problem(session, settings, now, request.dry_run):
             return f"Not sent at approval: {problem}"
         return None
 
@@ -313,7 +241,7 @@ class SendService:
 
     @staticmethod
     def _may_reject(session: Session, request: SendRequest, user_id: str) -> str | None:
-        if permissions.has_role(session, user_id, Role.APPROVER, request.sender_code):
+        if grants.has_role(session, user_id, Role.APPROVER, request.sender_code):
             return None
         return f"You need an approver grant for sender code {request.sender_code} to reject."
 
@@ -334,7 +262,7 @@ class SendService:
                 session.rollback()
                 return Closed(self._require_view(request_id))
             audit.record(session, event, user_id, request_id=request_id, sender_code=found.sender_code)
-            view = self._view(session, request_id)
+            view = read_view(session, request_id)
         assert view is not None
         return Changed(view)
 
@@ -374,10 +302,10 @@ class SendService:
 
     def _send_time_check(self, session: Session, request: SendRequest) -> str | None:
         """Grants are checked again just before the POST: a revoked grant stops the send."""
-        if not permissions.has_role(session, request.requester_id, Role.REQUESTER, request.sender_code):
+        if not grants.has_role(session, request.requester_id, Role.REQUESTER, request.sender_code):
             return f"Not sent: the requester no longer holds a requester grant for {request.sender_code}."
         approvers = session.scalars(select(Approval.approver_id).where(Approval.request_id == request.id))
-        valid = [a for a in approvers if permissions.has_role(session, a, Role.APPROVER, request.sender_code)]
+        valid = [a for a in approvers if grants.has_role(session, a, Role.APPROVER, request.sender_code)]
         if len(valid) < request.approvals_required:
             return "Not sent: an approver's grant was revoked before the send."
         return None
@@ -403,7 +331,7 @@ class SendService:
                 log.warning("request %s: outcome %s arrived after it was closed", request.id, state)
             audit.record(session, event, "system", request_id=request.id, sender_code=request.sender_code,
                          **{k: v for k, v in values.items() if v is not None})
-            view = self._view(session, request.id)
+            view = read_view(session, request.id)
         assert view is not None
         return view
 
@@ -413,7 +341,7 @@ class SendService:
             request = session.get(SendRequest, request_id)
             if request is None:
                 return Refused(f"No request {request_id}.")
-            if not permissions.has_role(session, admin_id, Role.ADMIN, request.sender_code):
+            if not grants.has_role(session, admin_id, Role.ADMIN, request.sender_code):
                 return Refused(f"{admin_id} holds no admin grant for sender code {request.sender_code}.")
             state = State.SENT if sent else State.FAILED
             verdict = "sent" if sent else "not sent"
@@ -423,7 +351,7 @@ class SendService:
                 return Refused(f"Request {request_id} is {request.state}, not unknown.")
             audit.record(session, "resolved", admin_id, request_id=request_id, sender_code=request.sender_code,
                          outcome=verdict, note=note)
-            view = self._view(session, request_id)
+            view = read_view(session, request_id)
         assert view is not None
         return view
 
@@ -459,40 +387,10 @@ class SendService:
                     request = session.get(SendRequest, request_id)
                     audit.record(session, event, "system", request_id=request_id,
                                  sender_code=request.sender_code if request else None)
-                    view = self._view(session, request_id)
+                    view = read_view(session, request_id)
                     if view is not None:
                         changed.append(view)
         return changed
-
-    def cards_behind(self, limit: int = 50) -> list[RequestView]:
-        """Requests whose card does not yet show their latest state (a card update failed)."""
-        with self.sessions() as session:
-            ids = list(session.scalars(select(SendRequest.id).where(SendRequest.card_version < SendRequest.version)
-                                       .limit(limit)))
-            return [v for i in ids if (v := self._view(session, i)) is not None]
-
-    def outcomes_unposted(self, limit: int = 50) -> list[RequestView]:
-        with self.sessions() as session:
-            ids = list(session.scalars(select(SendRequest.id).where(
-                SendRequest.state.in_(TERMINAL_WITH_OUTCOME), SendRequest.outcome_posted.is_(False)).limit(limit)))
-            return [v for i in ids if (v := self._view(session, i)) is not None]
-
-    def card_shown(self, request_id: str, version: int) -> None:
-        with self.sessions.begin() as session:
-            session.execute(update(SendRequest).where(SendRequest.id == request_id,
-                                                      SendRequest.card_version < version)
-                            .values(card_version=version))
-
-    def claim_outcome_post(self, request_id: str) -> bool:
-        """True for the one caller that should post this outcome to the thread."""
-        with self.sessions.begin() as session:
-            return session.execute(update(SendRequest).where(
-                SendRequest.id == request_id, SendRequest.outcome_posted.is_(False),
-                SendRequest.state.in_(TERMINAL_WITH_OUTCOME)).values(outcome_posted=True)).rowcount == 1
-
-    def release_outcome_post(self, request_id: str) -> None:
-        with self.sessions.begin() as session:
-            session.execute(update(SendRequest).where(SendRequest.id == request_id).values(outcome_posted=False))
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -508,6 +406,6 @@ class SendService:
             return self._require_view_in(session, request_id)
 
     def _require_view_in(self, session: Session, request_id: str) -> RequestView:
-        view = self._view(session, request_id)
+        view = read_view(session, request_id)
         assert view is not None, request_id
         return view

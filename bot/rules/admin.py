@@ -2,7 +2,7 @@
 
 `run_admin_command` checks who may do what, runs one command in one transaction and
 returns the reply (plain text; users appear as `<@U123>` mentions). The `sender-code set`
-options and their translation into `senders.set_sender_code` live here and serve the
+options and their translation into `sender_codes.set_sender_code` live here and serve the
 command line (`sms-bot sender-code set`) too.
 """
 
@@ -18,13 +18,13 @@ from typing import Any, NoReturn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot import permissions, senders
-from bot.fields import normalize_sender_code
-from bot.models import ALL_SENDER_CODES, Grant, Role
+from bot.requests.fields import normalize_sender_code
+from bot.rules import grants, sender_codes
+from bot.store.models import ALL_SENDER_CODES, Grant, Role
 
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 CLEAR = "none"  # the option value that clears a clearable field
-CLEARABLE_OPTIONS = ("daily_cap", "quiet_hours", "timezone")  # as in senders.CLEARABLE
+CLEARABLE_OPTIONS = ("daily_cap", "quiet_hours", "timezone")  # as in sender_codes.CLEARABLE
 HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 
 
@@ -91,19 +91,19 @@ def apply_sender_code_options(session: Session, args: argparse.Namespace, by: st
     clear = [name for name in CLEARABLE_OPTIONS if getattr(args, name) == CLEAR]
     given = {name: None if getattr(args, name) == CLEAR else getattr(args, name) for name in CLEARABLE_OPTIONS}
     try:
-        change = senders.set_sender_code(
+        change = sender_codes.set_sender_code(
             session, args.code, by, label=args.label, groups=_comma_list(args.groups), approvals=args.approvals,
             channels=_comma_list(args.channels), clear=clear,
             self_approval=None if args.self_approval is None else args.self_approval == "yes", **given)
-    except senders.SenderCodeError as exc:
+    except sender_codes.SenderCodeError as exc:
         raise AdminError(f"sender code {args.code} was not changed:\n"
                          + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
-    current = senders.get_settings(session, change.code)
+    current = sender_codes.get_settings(session, change.code)
     assert current is not None
     return [_change_line(change), *current.describe()]
 
 
-def _change_line(change: senders.Change) -> str:
+def _change_line(change: sender_codes.Change) -> str:
     if change.before is None:
         return f"sender code {change.code} added"
     if not change.changed:
@@ -116,8 +116,8 @@ def _change_line(change: senders.Change) -> str:
 
 def sender_code_lines(session: Session) -> list[str]:
     """Every registered sender code, described in three lines each."""
-    return [line for row in senders.list_sender_codes(session)
-            for line in senders.SenderCodeSettings.from_row(row).describe()]
+    return [line for row in sender_codes.list_sender_codes(session)
+            for line in sender_codes.SenderCodeSettings.from_row(row).describe()]
 
 
 def parse_scope(raw: str | None) -> str | None:
@@ -199,14 +199,14 @@ def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
         raise AdminError(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
                          f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
                          "admin`). Nothing was changed.")
-    change = permissions.grant if add else permissions.revoke
+    change = grants.grant if add else grants.revoke
     changed = change(ctx.session, user, role, code, ctx.actor)
     return grant_result(mention(user), role.value, code, add, changed)
 
 
 def _grant_lines(session: Session) -> list[str]:
     return [f"• {mention(g.user_id)}: {g.role} for {scope_name(g.sender_code)} "
-            f"(by {mention(g.granted_by)}, {g.granted_at:%Y-%m-%d})" for g in permissions.list_grants(session)]
+            f"(by {mention(g.granted_by)}, {g.granted_at:%Y-%m-%d})" for g in grants.list_grants(session)]
 
 
 def _grants(ctx: _Context, _args: object = None) -> str:
@@ -277,7 +277,7 @@ def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, li
 
 
 def _refusal(session: Session, prog: str) -> str:
-    admins = permissions.holders(session, Role.ADMIN)
+    admins = grants.holders(session, Role.ADMIN)
     who = f"ask {_mentions(admins)}" if admins else "the bot's operator can grant it (`sms-bot grant USER_ID admin`)"
     return f"`{prog}` is only for admins, and you hold no admin grant: {who}."
 
@@ -287,7 +287,7 @@ def run_admin_command(sessions: sessionmaker[Session], actor_id: str, words: Seq
     """Run one admin command as `actor_id` in one transaction; the reply. Any refusal or error changes nothing."""
     try:
         with sessions.begin() as session:
-            codes = frozenset(permissions.codes_by_role(session, actor_id).get(Role.ADMIN, ()))
+            codes = frozenset(grants.codes_by_role(session, actor_id).get(Role.ADMIN, ()))
             if not codes:
                 return _refusal(session, prog)
             ctx, commands = _Context(session, actor_id, codes), _commands(prog)

@@ -17,11 +17,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from bot import audit
-from bot.fields import ALL_CONTACTS, normalize_sender_code
-from bot.models import AuditEvent, SenderCode, SendRequest, State
 from bot.problems import Problems
-from bot.quiet_hours import QuietHours, zone
+from bot.requests.fields import ALL_CONTACTS, normalize_sender_code
+from bot.rules.quiet_hours import QuietHours, zone
+from bot.store import audit
+from bot.store.models import AuditEvent, SenderCode, SendRequest, State
 
 MAX_LABEL = 100
 MAX_GROUP_NAME = 150  # a group is chosen from a Slack menu, whose option values hold 150 characters

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from bot.whatcounts import NotSent, Outcome, Rejected, Sent, Unknown
+from bot.whatcounts.client import NotSent, Outcome, Rejected, Sent, Unknown
 
 if TYPE_CHECKING:
     from prometheus_client import Counter, Histogram
@@ -95,7 +95,12 @@ def observe_send(outcome: Outcome, seconds: float) -> None:
 
 def exposition() -> bytes:
     """The text format for `GET /metrics`: every live and dead worker's values in multiprocess mode."""
-    from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, multiprocess
+    from prometheus_client import (
+        REGISTRY,
+        CollectorRegistry,
+        generate_latest,
+        multiprocess,
+    )
 
     _metrics()  # so a scrape before the first request still lists every metric
     if not os.environ.get(MULTIPROC_ENV):

@@ -23,9 +23,10 @@ from slack_bolt.request import BoltRequest
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import metrics, migrate
-from bot.config import Settings
+from bot.ops import metrics
+from bot.ops.config import Settings
 from bot.slack.app import Runtime, build_runtime, describe
+from bot.store import schema
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,7 @@ TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 def readiness(engine: Engine, head: str | None) -> tuple[bool, str]:
     """Ready when the database answers and its schema is at the revision this code needs."""
     try:
-        current = migrate.current_revision(engine)
+        current = schema.current_revision(engine)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         return False, f"database unreachable ({type(cause).__name__})"
@@ -49,7 +50,7 @@ def readiness(engine: Engine, head: str | None) -> tuple[bool, str]:
 
 def wsgi_app(runtime: Runtime) -> WSGIApp:
     bolt = SlackRequestHandler(runtime.app, path=EVENTS_PATH)  # everything but our routes: 404s
-    head = migrate.head_revision()
+    head = schema.head_revision()
     metrics.exposition()  # create the metrics now, before requests arrive on several threads
 
     def slack_events(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
@@ -84,7 +85,7 @@ def wsgi_app(runtime: Runtime) -> WSGIApp:
             if path == "/healthz":
                 return plain(start_response, "200 OK", "ok")
             if path == "/readyz":
-                ready, reason = readiness(runtime.engine, head)
+                ready, reason = readiness(runtime.core.engine, head)
                 return plain(start_response, "200 OK" if ready else "503 Service Unavailable", reason)
             if path == "/metrics":
                 start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])

@@ -14,10 +14,10 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy.exc import SQLAlchemyError
 
-from bot import migrate
-from bot.config import ConfigError, Settings, load_settings
-from bot.db import make_engine
-from bot.whatcounts import ACCEPT, basic_auth
+from bot.ops.config import ConfigError, Settings, load_settings
+from bot.store import schema
+from bot.store.engine import make_engine
+from bot.whatcounts.client import ACCEPT, basic_auth
 
 CHECK_TIMEOUT = 10.0
 
@@ -43,13 +43,13 @@ def check_config(env: Mapping[str, str]) -> Check:
 def check_database(settings: Settings) -> Check:
     engine = make_engine(settings.database_url)
     try:
-        current = migrate.current_revision(engine)
+        current = schema.current_revision(engine)
     except SQLAlchemyError as exc:
         cause = getattr(exc, "orig", None) or exc
         return Check("database", False, f"cannot reach it ({type(cause).__name__}): check DATABASE_URL")
     finally:
         engine.dispose()
-    head = migrate.head_revision()
+    head = schema.head_revision()
     if current != head:
         return Check("database", False, f"schema at {current or 'nothing'}, the bot needs {head}: "
                                         "run `sms-bot db upgrade`")

@@ -1,0 +1,1 @@
+"""Operations: configuration, logs, metrics, deployment checks and the background work pool."""

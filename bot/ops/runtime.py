@@ -1,0 +1,79 @@
+"""The core, wired from settings: everything the bot is, short of the Slack surface that drives it."""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bot.ops import metrics
+from bot.ops.config import Settings
+from bot.ops.work import BackgroundWork
+from bot.requests.choices import RequestForm
+from bot.requests.lifecycle import Lifecycle
+from bot.requests.outbox import Outbox
+from bot.rules.cache import PolicyCache
+from bot.store.engine import make_engine, make_session_factory
+from bot.whatcounts.catalog import MessageCatalog
+from bot.whatcounts.client import Outcome, WhatCountsClient
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Core:
+    engine: Engine
+    whatcounts: WhatCountsClient
+    catalog: MessageCatalog
+    cache: PolicyCache
+    form: RequestForm
+    lifecycle: Lifecycle
+    outbox: Outbox
+    work: BackgroundWork
+
+    def shutdown(self) -> None:
+        """Let sends in flight finish and be recorded, then close the WhatCounts client."""
+        self.work.shutdown()
+        self.whatcounts.close()
+
+
+class _RequestScopedWork(BackgroundWork):
+    """Background work that runs in the context (and so the request id) of the click that caused it."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args)
+
+
+def _observe_send(outcome: Outcome, seconds: float) -> None:
+    """Count every WhatCounts send and log it in one line, without any of the request's content."""
+    try:
+        name = metrics.outcome_name(outcome)
+        metrics.observe_send(outcome, seconds)
+        log.info("WhatCounts send %s in %.0f ms", name, seconds * 1000,
+                 extra={"outcome": name, "seconds": round(seconds, 4),
+                        "http_status": getattr(outcome, "http_status", 200 if name == "sent" else None)})
+    except Exception:  # never let bookkeeping lose a send's outcome
+        log.exception("recording a WhatCounts send in the metrics failed")
+
+
+def build_core(settings: Settings) -> Core:
+    engine = make_engine(settings.database_url)
+    sessions = make_session_factory(engine)
+    whatcounts = WhatCountsClient(settings.whatcounts_url, settings.whatcounts_realm,
+                                  settings.whatcounts_password, settings.whatcounts_timeout,
+                                  observer=_observe_send)
+    catalog = MessageCatalog(whatcounts)
+    cache = PolicyCache(sessions, settings.policy_cache_seconds)
+    dry_run = settings.whatcounts_dry_run
+    if dry_run:
+        log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")
+    lifecycle = Lifecycle(sessions, whatcounts, request_ttl=timedelta(minutes=settings.request_ttl_minutes),
+                          messages=catalog, dry_run=dry_run)
+    return Core(engine, whatcounts, catalog, cache, RequestForm(sessions, cache, dry_run=dry_run), lifecycle,
+                Outbox(sessions), _RequestScopedWork())
