@@ -1,4 +1,4 @@
-"""`/sms-send admin ...`: Slack's command text into words for `bot.admin`, its reply back within Slack's limits."""
+"""`/sms-send admin ...`: Slack's command text into words for `bot.rules.admin`, its reply back within Slack's limits."""
 
 from __future__ import annotations
 
