@@ -12,7 +12,14 @@ import pytest
 from bot.slack.actions import ALREADY
 from bot.store.models import State
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CODE, BotProcess, Database, SlackDriver, in_process_bot, running_bot
+from tests.harness import (
+    CODE,
+    BotProcess,
+    Database,
+    SlackDriver,
+    in_process_bot,
+    running_bot,
+)
 
 REQUESTER, APPROVER, SECOND = "UREQUESTER", "UAPPROVER", "USECOND"
 
@@ -70,7 +77,7 @@ def test_a_bot_process_and_another_replica_on_one_database_post_once(
         answered(slack, 30)  # both replicas have handled every click
     assert len(fake_whatcounts.posts()) == 1
     assert db.request(request_id).state == "sent"
-    assert set(a["text"] for a in slack.slack.calls("chat.postEphemeral")) <= LOSING_ANSWERS
+    assert {a["text"] for a in slack.slack.calls("chat.postEphemeral")} <= LOSING_ANSWERS
 
 
 @pytest.mark.slow
