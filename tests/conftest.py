@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,9 @@ from tests.harness import (
     make_database,
 )
 
+# Threads an in-process bot starts; none may outlive its test (WhatCounts listings end by their timeout).
+BOT_THREADS = ("bolt-listener", "sms-bot-work", "sms-bot-sweeper")
+
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -40,6 +44,14 @@ def _postgres_or_skip() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required in CI: {exc.orig}")
         pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable")
+
+
+@pytest.fixture(autouse=True)
+def no_bot_threads_left() -> Iterator[None]:
+    """Set up first, so checked last: every in-process bot of the test was shut down."""
+    yield
+    left = [t.name for t in threading.enumerate() if t.name.startswith(BOT_THREADS)]
+    assert not left, f"threads of an in-process bot outlived the test: {left}"
 
 
 def _postgres_schema_url(name: str) -> str:
