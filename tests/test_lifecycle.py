@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import pytest
@@ -200,7 +201,7 @@ def test_an_answer_that_arrives_after_the_sweep_gave_up_still_wins(
 
 def test_eight_approvers_at_once_claim_the_send_once(db: Database, lifecycle: Lifecycle) -> None:
     request = requested(lifecycle)
-    decisions = all_at_once([lambda a=a: lifecycle.approve(request.id, a) for a in APPROVERS])
+    decisions = all_at_once([partial(lifecycle.approve, request.id, a) for a in APPROVERS])
     claims = [d for d in decisions if isinstance(d, Changed) and d.send]
     assert len(claims) == 1
     assert all(isinstance(d, Closed) for d in decisions if d is not claims[0]), decisions
