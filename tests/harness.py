@@ -4,6 +4,12 @@ By default the app runs in the test's own process (`InProcessBot`: the runtime `
 builds, with Bolt's real signature check and dispatch, reached through httpx's WSGI transport).
 Tests about processes (signals, crashes, replicas, gunicorn, start-up) run `sms-bot serve --http`
 as a child process instead (`BotProcess`). The same `SlackDriver` drives either, by URL.
+
+What in-process bots share with the test process: Prometheus metrics (counted for the whole
+run, so assert on them through a `BotProcess`, as test_operations does), the root logger (at
+INFO while any in-process bot runs, each bot's own handler removed when it stops), and
+nothing else: each Slack request is dispatched in a fresh context, so the request id that
+Bolt middleware binds never reaches the test's thread.
 """
 
 from __future__ import annotations
