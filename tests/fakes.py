@@ -71,7 +71,8 @@ class _LoopbackServer:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # A short poll interval: `close()` waits for the serving loop to notice, once per test.
+        threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
 
     def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
         raise NotImplementedError
@@ -158,6 +159,7 @@ class WhatCountsReply:
     body: Any = None
     delay: float = 0.0
     drop: bool = False
+    held: bool = False  # answer only once the test calls `FakeWhatCounts.release()` (or closes the fake)
 
 
 SUCCESS_BODY = {
@@ -177,12 +179,23 @@ class FakeWhatCounts(_LoopbackServer):
         self.reply = WhatCountsReply(200, SUCCESS_BODY)
         # When set, GET /rest/sms lists these, 500 a page (?skip=N); None: `reply` answers as before.
         self.messages: list[dict[str, Any]] | None = None
+        self._released = threading.Event()
         super().__init__()
+
+    def release(self) -> None:
+        """Let every held answer go, now and from now on."""
+        self._released.set()
+
+    def close(self) -> None:
+        self.release()
+        super().close()
 
     def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
         if self.messages is not None and received.method == "GET" and received.path == "/rest/sms":
             return self._list_messages(received)
         reply = self.reply
+        if reply.held:
+            self._released.wait(60)
         if reply.delay:
             time.sleep(reply.delay)
         if reply.drop:

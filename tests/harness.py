@@ -1,19 +1,35 @@
-"""Driving the real bot the way Slack does: a `sms-bot serve --http` process and signed requests."""
+"""Driving the real bot the way Slack does: signed requests into its real WSGI app.
+
+By default the app runs in the test's own process (`InProcessBot`: the runtime `sms-bot serve`
+builds, with Bolt's real signature check and dispatch, reached through httpx's WSGI transport).
+Tests about processes (signals, crashes, replicas, gunicorn, start-up) run `sms-bot serve --http`
+as a child process instead (`BotProcess`). The same `SlackDriver` drives either, by URL.
+
+What in-process bots share with the test process: Prometheus metrics (counted for the whole
+run, so assert on them through a `BotProcess`, as test_operations does), the root logger (at
+INFO while any in-process bot runs, each bot's own handler removed when it stops), and
+nothing else: each Slack request is dispatched in a fresh context, so the request id that
+Bolt middleware binds never reaches the test's thread.
+"""
 
 from __future__ import annotations
 
 import base64
+import gc
+import io
 import itertools
 import json
+import logging
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self
 from urllib.parse import urlencode
@@ -23,8 +39,13 @@ from slack_sdk.signature import SignatureVerifier
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot import cli
+from bot.ops import logs
+from bot.ops.config import load_settings
 from bot.requests.fields import ALL_CONTACTS
 from bot.rules import grants
+from bot.slack.app import build_runtime
+from bot.slack.server import wsgi_app
 from bot.store.engine import make_engine, make_session_factory
 from bot.store.models import AuditEvent, Role, SenderCode, SendRequest
 from tests.fakes import FakeSlack, FakeWhatCounts
@@ -108,9 +129,144 @@ def bot_env(database_url: str, slack: FakeSlack, whatcounts: FakeWhatCounts, **e
     return env
 
 
-def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+def run_cli_process(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m bot.cli ARGS` in a child process, with exactly this environment, no standard input."""
     return subprocess.run([sys.executable, "-m", "bot.cli", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, timeout=60, stdin=subprocess.DEVNULL)
+                          text=True, timeout=60, stdin=subprocess.DEVNULL, check=False)
+
+
+def run_cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`sms-bot ARGS` as an operator runs it: its exit status, output and errors.
+
+    Run in this process through `bot.cli.main` (a process costs half a second of imports),
+    with exactly `env` as the environment, `cwd` as the working directory (for `.env`) and
+    empty standard input; all three are put back afterwards. `serve` would not return, so it,
+    and what a test wants from a real process, goes through `run_cli_process`.
+    """
+    if args[:1] == ("serve",):
+        return run_cli_process(*args, env=env, cwd=cwd)
+    out, err = io.StringIO(), io.StringIO()
+    saved_env, saved_cwd, saved_stdin = dict(os.environ), os.getcwd(), sys.stdin
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.stdin = io.StringIO()
+    try:
+        with redirect_stdout(out), redirect_stderr(err):
+            try:
+                status = cli.main(list(args))
+            except SystemExit as exit_:  # argparse's usage errors
+                status = exit_.code if isinstance(exit_.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
+        os.chdir(saved_cwd)
+        sys.stdin = saved_stdin
+        gc.collect()  # the command's database engine, and its connections, as its process's exit would
+    return subprocess.CompletedProcess(["sms-bot", *args], status, out.getvalue(), err.getvalue())
+
+
+class InProcessBot:
+    """The bot as `sms-bot serve` builds it (`build_runtime`, `wsgi_app`), served in this process.
+
+    Nothing to start or wait for: `url` names it for `SlackDriver` (and `get`), which hand its
+    requests to the WSGI app through httpx's WSGI transport. Its log lines, formatted and redacted
+    as the process's would be, are kept for `log()`. `clock` replaces the life cycle's clock.
+    """
+
+    _hosts = itertools.count(1)
+    _running = 0  # in-process bots started and not stopped; the root logger is at INFO while any runs
+    _root_level = logging.WARNING
+
+    def __init__(self, env: Mapping[str, str], clock: Callable[[], datetime] | None = None) -> None:
+        self.settings = load_settings(env)
+        self.runtime = build_runtime(self.settings)
+        if clock is not None:
+            self.runtime.core.lifecycle.clock = clock
+        self.transport = httpx.WSGITransport(app=wsgi_app(self.runtime))
+        self.host = f"bot-{next(self._hosts)}.in-process"
+        self.url = f"http://{self.host}"
+        self._log = io.StringIO()
+        self._handler = logs.make_handler(self.settings, self._log)
+        self._started = self._stopped = False
+
+    def start(self, sweeper: bool = True) -> Self:
+        """Serve at `url`; `sweeper`: sweep at once and then every SWEEP_INTERVAL_SECONDS, as `serve` does."""
+        root = logging.getLogger()
+        if InProcessBot._running == 0:
+            InProcessBot._root_level = root.level
+            root.setLevel(logging.INFO)
+        InProcessBot._running += 1
+        root.addHandler(self._handler)
+        _IN_PROCESS[self.host] = self
+        self._started = True
+        if sweeper:
+            self.runtime.start_background()
+        return self
+
+    def get(self, path: str) -> httpx.Response:
+        with httpx.Client(transport=self.transport, base_url=self.url) as client:
+            return client.get(path)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until every request's listener, and the background work it handed off, has finished."""
+        assert self.runtime.wait_idle(timeout), f"the bot was still busy after {timeout} s"
+
+    def sweep(self) -> None:
+        """One sweep, now, as the sweeper runs it: expiry, lost sends, cards and outcomes to catch up."""
+        self.runtime.publisher.sweep()
+
+    def log(self) -> str:
+        return self._log.getvalue()
+
+    def stop(self) -> None:
+        """Shut down as a worker does at exit (sends in flight are finished), and let go of its threads."""
+        if self._stopped or not self._started:
+            return
+        self._stopped = True
+        _IN_PROCESS.pop(self.host, None)
+        try:
+            self.runtime.shutdown()
+            if self.runtime.sweeper.is_alive():
+                self.runtime.sweeper.join(timeout=30)
+            self.runtime.core.engine.dispose()
+        finally:
+            root = logging.getLogger()
+            root.removeHandler(self._handler)
+            InProcessBot._running -= 1
+            if InProcessBot._running == 0:
+                root.setLevel(InProcessBot._root_level)
+
+
+_IN_PROCESS: dict[str, InProcessBot] = {}  # running in-process bots by the host name of their URL
+
+
+class _ToBots(httpx.BaseTransport):
+    """Requests for an in-process bot's URL go to its WSGI app; any other URL goes over the network."""
+
+    def __init__(self) -> None:
+        self.network: httpx.HTTPTransport | None = None  # made when first needed: it loads TLS certificates
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if (bot := _IN_PROCESS.get(request.url.host)) is not None:
+            return bot.transport.handle_request(request)
+        if self.network is None:
+            self.network = httpx.HTTPTransport()
+        return self.network.handle_request(request)
+
+    def close(self) -> None:
+        if self.network is not None:
+            self.network.close()
+
+
+@contextmanager
+def in_process_bot(env: Mapping[str, str], clock: Callable[[], datetime] | None = None,
+                   sweeper: bool = True) -> Iterator[InProcessBot]:
+    bot = InProcessBot(env, clock).start(sweeper)
+    try:
+        yield bot
+    finally:
+        bot.stop()
 
 
 class BotProcess:
@@ -186,8 +342,24 @@ def running_bot(env: dict[str, str], workdir: Path, workers: int = 1) -> Iterato
 
 @contextmanager
 def bot_with(env: dict[str, str], workdir: Path, slack: FakeSlack, workers: int = 1,
-             **extra: str) -> Iterator[tuple[BotProcess, SlackDriver]]:
-    """A bot with settings of its own (`extra` over `env`), and a driver for it."""
+             **extra: str) -> Iterator[tuple[InProcessBot, SlackDriver]]:
+    """An in-process bot with settings of its own (`extra` over `env`), and a driver for it.
+
+    `workdir` is unused (kept so callers read alike); several `workers` need `process_with`.
+    """
+    assert workers == 1, "several workers are gunicorn's: use process_with"
+    with in_process_bot({**env, **extra}) as bot:
+        driver = SlackDriver(bot.url, slack)
+        try:
+            yield bot, driver
+        finally:
+            driver.close()
+
+
+@contextmanager
+def process_with(env: dict[str, str], workdir: Path, slack: FakeSlack, workers: int = 1,
+                 **extra: str) -> Iterator[tuple[BotProcess, SlackDriver]]:
+    """A `sms-bot serve --http` process with settings of its own (`extra` over `env`), and a driver for it."""
     with running_bot({**env, **extra}, workdir, workers) as process:
         driver = SlackDriver(process.url, slack)
         try:
@@ -204,7 +376,8 @@ def form_errors(response: httpx.Response) -> dict[str, str]:
 
 
 class SlackDriver:
-    """Acts as Slack towards the bot: signed slash commands, form submissions and clicks."""
+    """Acts as Slack towards the bot at `bot_url` (in-process or a process): signed slash commands,
+    form submissions and clicks; and waits for what the bot then tells Slack."""
 
     _ids = itertools.count(1)
 
@@ -212,10 +385,27 @@ class SlackDriver:
         self.bot_url = bot_url
         self.slack = slack
         self.verifier = SignatureVerifier(secret)
-        self.http = httpx.Client(timeout=10)
+        self.http = httpx.Client(timeout=10, transport=_ToBots())
 
     def close(self) -> None:
         self.http.close()
+
+    @property
+    def bot(self) -> InProcessBot | None:
+        """The in-process bot this driver talks to; None for a bot process."""
+        return _IN_PROCESS.get(httpx.URL(self.bot_url).host)
+
+    def settle(self, timeout: float = 10.0) -> None:
+        """Wait until the bot has finished what the requests so far set off (in-process bots only:
+        a process cannot be asked, so there a test waits for what it expects to see)."""
+        bot = self.bot
+        assert bot is not None, f"{self.bot_url} is a process; settle() needs an in-process bot"
+        bot.settle(timeout)
+
+    def _join(self, timeout: float = 10.0) -> None:
+        """Before polling the fake Slack: with an in-process bot, wait (up to `timeout`) for its work to end."""
+        if (bot := self.bot) is not None:
+            bot.runtime.wait_idle(timeout)
 
     def post(self, body: str, content_type: str = "application/x-www-form-urlencoded", *,
              timestamp: int | None = None, signature: str | None = None, sign: bool = True,
@@ -241,6 +431,7 @@ class SlackDriver:
         response = self.command(user_id, channel_id=channel_id)
         assert response.status_code == 200, response.text
         assert response.text == "", f"expected the form, got a reply: {response.text}"
+        self._join()
         self.slack.wait_until(lambda: len(self.slack.calls("views.open")) > before, what="views.open")
         return self.slack.calls("views.open")[-1]["view"]
 
@@ -286,6 +477,7 @@ class SlackDriver:
         }
         response = self.post(urlencode({"payload": json.dumps(payload)}))
         assert response.status_code == 200, response.text
+        self._join()
         self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
         return self.slack.calls("views.update")[-1]["view"]
 
@@ -332,6 +524,7 @@ class SlackDriver:
         return [c["text"] for c in self.slack.calls("chat.postEphemeral") if c.get("user") == user_id]
 
     def wait_ephemeral(self, user_id: str, contains: str) -> str:
+        self._join()
         return self.slack.wait_until(
             lambda: next((t for t in self.ephemerals(user_id) if contains in t), None),
             what=f"an ephemeral to {user_id} containing {contains!r}")
@@ -340,11 +533,13 @@ class SlackDriver:
         return [c for c in self.slack.calls("chat.update") if request_id in json.dumps(c.get("blocks"))]
 
     def wait_card(self, request_id: str, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        self._join(timeout)
         return self.slack.wait_until(
             lambda: next((c for c in reversed(self.card_updates(request_id)) if contains in json.dumps(c["blocks"])),
                          None), timeout, f"card {request_id} to show {contains!r}")
 
     def wait_outcome(self, contains: str, timeout: float = 10.0) -> dict[str, Any]:
+        self._join(timeout)
         return self.slack.wait_for("chat.postMessage",
                                    lambda p: bool(p.get("thread_ts")) and contains in p.get("text", ""), timeout)
 

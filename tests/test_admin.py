@@ -165,23 +165,26 @@ def test_a_code_scoped_admin_stays_within_their_code(db: Database, slack: SlackD
     assert state(db) == before
 
 
-BAD_INPUT = [
+NOTHING = "Nothing was changed."
+BAD_INPUT = [  # what the admin types, and every sentence of the reply that says what went wrong
     (f"sender-code set {CODE} --colour red",
-     ["unrecognized arguments: --colour red. Nothing was changed.", "usage: /sms-send admin sender-code set"]),
+     [f"unrecognized arguments: --colour red. {NOTHING}", "usage: /sms-send admin sender-code set"]),
     (f"sender-code set {CODE} --quiet-hours 22:00-07:00 --timezone Mars/Base",
      [f"sender code {CODE} was not changed:", "timezone: 'Mars/Base' is not a known time zone"]),
-    (f"sender-code set {CODE} --approvals two", ["argument --approvals: 'two' is not a whole number"]),
-    (f"sender-code set {CODE} --daily-cap lots", ["'lots' is not a whole number of sends per day, or none"]),
+    (f"sender-code set {CODE} --approvals two", [f"argument --approvals: 'two' is not a whole number. {NOTHING}"]),
+    (f"sender-code set {CODE} --daily-cap lots",
+     [f"'lots' is not a whole number of sends per day, or none. {NOTHING}"]),
     (f"sender-code set {CODE} --approvals 0 --daily-cap 0 --channels general",
-     ["approvals: must be a whole number, at least 1", "daily cap: must be a whole number of sends",
-      "'general' is not a Slack channel ID"]),
-    (f"sender-code set {CODE} --label “Marketing US", ["No closing quotation", "double quotes"]),
-    ("sender-code set 12 --label x", ["'12' is not a sender code"]),
-    ("sender-code set * --label x", ["needs one sender code, not `*`"]),
-    (f"grant {NEW} owner", ["argument role: invalid choice: 'owner'", "usage: /sms-send admin grant USER"]),
-    (f"grant {NEW} requester 12", ["'12' is not a sender code"]),
-    ("grant", ["the following arguments are required: USER, role"]),
-    ("launch", ["'launch' is not an admin command", "/sms-send admin sender-code set"]),
+     [f"sender code {CODE} was not changed:", "approvals: must be a whole number, at least 1",
+      "daily cap: must be a whole number of sends", "'general' is not a Slack channel ID"]),
+    (f"sender-code set {CODE} --label “Marketing US", ["No closing quotation", "double quotes", NOTHING]),
+    ("sender-code set 12 --label x", ["'12' is not a sender code: a short code (5-6 digits) or a US phone number.",
+                                      NOTHING]),
+    ("sender-code set * --label x", [f"needs one sender code, not `*`. {NOTHING}"]),
+    (f"grant {NEW} owner", ["argument role: invalid choice: 'owner'", NOTHING, "usage: /sms-send admin grant USER"]),
+    (f"grant {NEW} requester 12", ["'12' is not a sender code", NOTHING]),
+    ("grant", [f"the following arguments are required: USER, role. {NOTHING}"]),
+    ("launch", ["'launch' is not an admin command. These are:", "/sms-send admin sender-code set"]),
 ]
 
 
@@ -193,7 +196,6 @@ def test_bad_input_gives_the_reasons_and_changes_nothing(db: Database, slack: Sl
         reply = say(slack, ADMIN, text)
         for reason in reasons:
             assert reason in reply, (text, reason, reply)
-        assert "changed" in reply or "admin command" in reply, reply
     assert state(db) == before
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
-import httpx
+from sqlalchemy import text
 
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import (
@@ -13,9 +14,10 @@ from tests.harness import (
     CODE,
     WHATCOUNTS_PASSWORD,
     WHATCOUNTS_REALM,
-    BotProcess,
     Database,
+    InProcessBot,
     SlackDriver,
+    bot_with,
     request_id_of,
 )
 
@@ -26,9 +28,16 @@ def labels(view: dict) -> list[str]:
     return [block["label"]["text"] for block in view["blocks"] if block["type"] == "input"]
 
 
-def test_healthz(bot: BotProcess) -> None:
-    response = httpx.get(bot.url + "/healthz")
-    assert response.status_code == 200
+def test_healthz_says_the_process_is_up_even_while_readyz_says_the_schema_is_not(
+        db: Database, bot_app: InProcessBot) -> None:
+    assert (bot_app.get("/healthz").status_code, bot_app.get("/healthz").text) == (200, "ok\n")
+    assert (bot_app.get("/readyz").status_code, bot_app.get("/readyz").text) == (200, "ok\n")
+    with db.engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '0000_older'"))
+    not_ready = bot_app.get("/readyz")
+    assert not_ready.status_code == 503 and "database schema at 0000_older" in not_ready.text
+    assert bot_app.get("/healthz").status_code == 200  # alive: restarting it would not help
+    assert bot_app.get("/nothing-here").status_code == 404
 
 
 def test_help_is_ephemeral_and_opens_nothing(db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
@@ -118,14 +127,17 @@ def test_whatcounts_401_blames_the_bots_credentials(db: Database, slack: SlackDr
     assert "credentials" in outcome["text"] and "nothing was sent" in outcome["text"]
 
 
-def test_timeout_reports_unknown_and_never_resends(db: Database, slack: SlackDriver,
-                                                   fake_whatcounts: FakeWhatCounts) -> None:
+def test_timeout_reports_unknown_and_never_resends(db: Database, env: dict[str, str], tmp_path: Path,
+                                                   fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
     db.allow_sends(REQUESTER, APPROVER)
-    fake_whatcounts.reply = WhatCountsReply(200, {"id": 1, "status": "submitted"}, delay=4)
-    request_id = slack.request(REQUESTER)
-    slack.click(APPROVER, "approve", request_id)
-    outcome = slack.wait_outcome("Outcome unknown")
-    assert "will not be sent again" in outcome["text"] or "before asking again" in outcome["text"]
+    fake_whatcounts.reply = WhatCountsReply(200, {"id": 1, "status": "submitted"}, held=True)  # never in time
+    with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_TIMEOUT="0.5") as (_bot, slack):
+        request_id = slack.request(REQUESTER)
+        slack.click(APPROVER, "approve", request_id)
+        outcome = slack.wait_outcome("Outcome unknown")
+    assert "It will not be sent again by itself" in outcome["text"]
+    assert "“Spring 2026” went out before asking again" in outcome["text"]
+    assert f"`sms-bot resolve {request_id} sent|not-sent`" in outcome["text"]
     assert len(fake_whatcounts.posts()) == 1
     assert db.request(request_id).state == "unknown"
 

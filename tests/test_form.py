@@ -102,7 +102,7 @@ def test_message_type_ahead_lists_whatcounts_messages(slack: SlackDriver, fake_w
 def test_type_ahead_answers_within_slacks_deadline_when_whatcounts_is_slow(
         env: dict[str, str], fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts, tmp_path: Path) -> None:
     fake_whatcounts.messages = None
-    fake_whatcounts.reply = WhatCountsReply(200, [SPRING_SALE], delay=4)  # the listing's own timeout is 5 s
+    fake_whatcounts.reply = WhatCountsReply(200, [SPRING_SALE], held=True)  # slower than Slack waits
     with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_TIMEOUT="10") as (_bot, slack):
         started = time.monotonic()
         response = slack.suggest(REQUESTER, "Spring Sale")
@@ -113,7 +113,9 @@ def test_type_ahead_answers_within_slacks_deadline_when_whatcounts_is_slow(
         # Nothing could be listed yet, so what was typed is offered, marked as unverified.
         [option] = json.loads(response.text)["options"]
         assert option["value"] == "Spring Sale" and "cannot be verified" in option["description"]["text"]
-        # The slow listing carries on in the background and answers later keystrokes.
+        # The slow listing carries on in the background and, once WhatCounts answers, serves later keystrokes.
+        fake_whatcounts.release()
+
         def listed() -> list[dict] | None:
             options = json.loads(slack.suggest(REQUESTER, "spr").text)["options"]
             return options if options and "cannot be verified" not in json.dumps(options) else None

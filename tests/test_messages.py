@@ -289,7 +289,7 @@ def loopback_catalog(fake: FakeWhatCounts, **options: Any) -> MessageCatalog:
 # The `took < 2` bounds check Slack's 3 s deadline, generously; they do not measure speed.
 
 def test_a_slow_whatcounts_does_not_hold_callers_past_their_wait(fake: FakeWhatCounts) -> None:
-    fake.reply = WhatCountsReply(200, [message_json(1, "Spring Sale")], delay=3)
+    fake.reply = WhatCountsReply(200, [message_json(1, "Spring Sale")], held=True)  # slow: until released
     catalog = loopback_catalog(fake)
     assert timed(catalog.warm)[1] < 2  # the form opens
     answers: list[tuple[MessageSearch, float]] = []
@@ -302,7 +302,9 @@ def test_a_slow_whatcounts_does_not_hold_callers_past_their_wait(fake: FakeWhatC
     assert all(took < 2 for _, took in answers)
     answer, took = timed(lambda: catalog.get("Spring Sale", wait=0.5))
     assert isinstance(answer, Unverifiable) and took < 2
-    # The fetch carried on: a caller that can wait gets its listing, and later ones answer from the cache.
+    # The fetch carried on: once WhatCounts answers, a caller that can wait gets its listing,
+    # and later ones answer from the cache.
+    fake.release()
     assert [m.name for m in catalog.search("spring", wait=5).messages] == ["Spring Sale"]
     assert [m.name for m in catalog.search("sale", wait=0).messages] == ["Spring Sale"]
     assert isinstance(catalog.get("Spring Sale", wait=0), SmsMessage)

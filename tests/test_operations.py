@@ -18,6 +18,7 @@ from tests.harness import (
     Database,
     SlackDriver,
     bot_with,
+    process_with,
     run_cli,
 )
 
@@ -33,8 +34,7 @@ def samples(bot_url: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float
 def test_health_readiness_metrics_and_json_logs(db: Database, env: dict[str, str], tmp_path: Path,
                                                  fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
-    with bot_with(env, tmp_path, fake_slack, workers=2, LOG_FORMAT="json") as (bot, slack):
-        assert httpx.get(bot.url + "/healthz").status_code == 200
+    with process_with(env, tmp_path, fake_slack, workers=2, LOG_FORMAT="json") as (bot, slack):
         ready = httpx.get(bot.url + "/readyz")
         assert (ready.status_code, ready.text.strip()) == (200, "ok")
 
@@ -70,14 +70,15 @@ def test_health_readiness_metrics_and_json_logs(db: Database, env: dict[str, str
 def test_rate_limited_card_update_is_retried_by_the_sdk(db: Database, env: dict[str, str], tmp_path: Path,
                                                         fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
-    # No sweeps after the first: only the SDK's rate-limit retry can bring this card up to date.
+    # No sweeps: only the SDK's rate-limit retry can bring this card up to date.
     with bot_with(env, tmp_path, fake_slack, SWEEP_INTERVAL_SECONDS="3600") as (_bot, slack):
         request_id = slack.request(REQUESTER)
-        fake_slack.fail("chat.update", "ratelimited", times=1, status=429, headers={"Retry-After": "1"})
+        fake_slack.fail("chat.update", "ratelimited", times=1, status=429, headers={"Retry-After": "0"})
         slack.click(APPROVER, "approve", request_id)
         slack.wait_outcome("4711")
-        slack.slack.wait_until(lambda: (r := db.request(request_id)).card_version == r.version,
-                               what="the card to show the request's latest state")
+        slack.settle()
+        request = db.request(request_id)
+        assert request.card_version == request.version  # the card shows the request's latest state
     updates = slack.card_updates(request_id)
     assert fake_slack.failures[0].times == 0
     assert updates[0]["blocks"] == updates[1]["blocks"]  # answered 429, then sent again after Retry-After
@@ -85,25 +86,29 @@ def test_rate_limited_card_update_is_retried_by_the_sdk(db: Database, env: dict[
 
 
 def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
-        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
-    request_id = slack.request(REQUESTER)
-    fake_slack.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "0"})  # every time
-    slack.click(APPROVER, "approve", request_id)
-    slack.wait_outcome("4711")
-    request = db.request(request_id)
-    assert request.state == "sent" and request.card_version < request.version  # the SDK gave up
-    attempts = len(slack.card_updates(request_id))
-    assert attempts >= 3
+    with bot_with(env, tmp_path, fake_slack, SWEEP_INTERVAL_SECONDS="3600") as (bot, slack):  # we sweep
+        request_id = slack.request(REQUESTER)
+        fake_slack.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "0"})  # every time
+        slack.click(APPROVER, "approve", request_id)
+        slack.wait_outcome("4711")
+        slack.settle()
+        request = db.request(request_id)
+        assert request.state == "sent" and request.card_version < request.version  # the SDK gave up
+        attempts = len(slack.card_updates(request_id))
+        assert attempts >= 3
 
-    fake_slack.failures.clear()
-    slack.slack.wait_until(lambda: (r := db.request(request_id)).card_version == r.version, timeout=15,
-                           what="a sweep to bring the card up to date")
+        fake_slack.failures.clear()
+        bot.sweep()
+    request = db.request(request_id)
+    assert request.card_version == request.version
     updates = slack.card_updates(request_id)
     assert len(updates) > attempts and "4711" in json.dumps(updates[-1]["blocks"])
 
 
-def test_sigterm_lets_a_send_in_flight_finish_and_be_recorded(db: Database, bot: BotProcess, slack: SlackDriver,
+def test_sigterm_lets_a_send_in_flight_finish_and_be_recorded(db: Database, bot_process: BotProcess,
+                                                              slack: SlackDriver,
                                                               fake_whatcounts: FakeWhatCounts) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
@@ -111,7 +116,7 @@ def test_sigterm_lets_a_send_in_flight_finish_and_be_recorded(db: Database, bot:
     slack.click(APPROVER, "approve", request_id)
     fake_whatcounts.wait_until(fake_whatcounts.posts, what="the POST to WhatCounts")
 
-    assert bot.terminate() == 0  # the master only, as `docker stop` does; it stops its workers
+    assert bot_process.terminate() == 0  # the master only, as `docker stop` does; it stops its workers
     request = db.request(request_id)
     assert (request.state, request.whatcounts_id) == ("sent", "4711")
     assert db.events(request_id)[-1] == "sent"

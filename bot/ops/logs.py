@@ -15,9 +15,10 @@ import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from bot.ops.config import Settings
+from bot.ops.work import InFlight
 from bot.whatcounts.client import basic_auth
 
 REDACTED = "[redacted]"
@@ -31,8 +32,14 @@ EXTRA_FIELDS = ("kind", "status", "ack_ms", "outcome", "http_status", "seconds")
 class ContextThreadPoolExecutor(ThreadPoolExecutor):
     """A thread pool whose tasks run in a copy of the submitter's context (and so its request id)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.in_flight = InFlight()
+
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        return super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
+        self.in_flight.track(future)
+        return future
 
 
 class RequestIdFilter(logging.Filter):
@@ -114,11 +121,17 @@ def secrets_of(settings: Settings) -> list[str]:
     return [v for v in values if v]
 
 
-def configure(settings: Settings, level: int = logging.INFO) -> None:
+def make_handler(settings: Settings, stream: TextIO) -> logging.Handler:
+    """Lines in LOG_FORMAT, tagged with the request id, with every secret of `settings` redacted."""
     redactor = RedactSecrets(secrets_of(settings))
-    handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter(redactor) if settings.log_format == "json" else TextFormatter(redactor))
     handler.addFilter(RequestIdFilter())
+    return handler
+
+
+def configure(settings: Settings, level: int = logging.INFO) -> None:
+    handler = make_handler(settings, sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -28,13 +29,25 @@ class Runtime:
     app: App
     publisher: CardPublisher
     sweeper: Sweeper
+    listeners: ContextThreadPoolExecutor  # Bolt's listener pool: what runs after each acknowledgement
 
     def start_background(self) -> None:
         self.sweeper.start()
 
+    def wait_idle(self, timeout: float) -> bool:
+        """True once every listener, and the background work they handed off, has finished.
+
+        Listeners hand work off before they finish, so waiting for them first and then for
+        the work misses nothing. The sweeper is not waited for.
+        """
+        deadline = time.monotonic() + timeout
+        return (self.listeners.in_flight.wait_idle(timeout)
+                and self.core.work.in_flight.wait_idle(max(0.0, deadline - time.monotonic())))
+
     def shutdown(self) -> None:
-        """Stop sweeping; let sends in flight finish and be recorded."""
+        """Stop sweeping; let listeners and sends in flight finish and be recorded."""
         self.sweeper.stop()
+        self.listeners.shutdown(wait=True)
         self.core.shutdown()
 
 
@@ -76,12 +89,13 @@ def _bind_request_id(body: dict[str, Any], next_: Callable[[], None]) -> None:
 def build_runtime(settings: Settings) -> Runtime:
     core = build_core(settings)
     client = slack_client(settings)
+    listeners = ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener")
     # The token is checked once by `sms-bot serve` before any worker starts.
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,
-              listener_executor=ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener"))
+              listener_executor=listeners)
     app.use(_bind_request_id)
     publisher = CardPublisher(client, core.lifecycle, core.outbox)
     commands.register(app, core.form, core.catalog, core.cache)
     views.register(app, core.form, core.lifecycle, core.catalog)
     actions.register(app, core.lifecycle, publisher, core.work)
-    return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds))
+    return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners)
