@@ -95,6 +95,32 @@ def _too_deep(value: Any) -> bool:
     return False
 
 
+# What Bolt's matchers and context reach into without checking, as Slack always sends it: objects
+# (`view`, `event`), objects, ids or null (`team` is null for an org-wide app), ids that are strings,
+# and a block action's `actions`: a list of objects, each with its `action_id`.
+_OBJECTS = ("view", "event")
+_OBJECTS_OR_IDS = ("user", "team", "channel", "container", "message", "enterprise")
+_IDS = ("type", "action_id", "block_id", "callback_id")
+
+
+def _slack_shaped(payload: dict[str, Any]) -> bool:
+    view = payload.get("view", {})
+    return (all(isinstance(payload[key], dict) for key in _OBJECTS if key in payload)
+            and all(isinstance(payload.get(key), dict | str | None) for key in _OBJECTS_OR_IDS)
+            and all(isinstance(payload[key], str) for key in _IDS if key in payload)
+            and all(isinstance(view[key], str) for key in _IDS if key in view)
+            and _actions_shaped(payload))
+
+
+def _actions_shaped(payload: dict[str, Any]) -> bool:
+    if "actions" not in payload:
+        return True
+    actions = payload["actions"]
+    if not (isinstance(actions, list) and actions and all(isinstance(a, dict) for a in actions)):
+        return False
+    return payload.get("type") != "block_actions" or all(isinstance(a.get("action_id"), str) for a in actions)
+
+
 def _json_object(text: str) -> dict[str, Any] | Refusal:
     try:
         value = json.loads(text)
@@ -104,6 +130,8 @@ def _json_object(text: str) -> dict[str, Any] | Refusal:
         return Refusal(400, "body is not a JSON object")
     if _too_deep(value):
         return Refusal(400, "body nests too deep")
+    if not _slack_shaped(value):
+        return Refusal(400, "body is not shaped like a Slack request")
     return value
 
 
