@@ -227,6 +227,19 @@ def test_a_signed_interaction_of_any_shape_gets_no_server_error(edge: SlackDrive
     assert response.status_code < 500, response.text
 
 
+def test_a_request_no_listener_takes_is_answered_404_without_its_body_in_the_log(
+        edge: SlackDriver, logged: Callable[[], str]) -> None:
+    shortcut = {"type": "shortcut", "callback_id": MARKER, "trigger_id": "t", "user": {"id": STRANGER},
+                "team": {"id": "T1"}}
+    click = {"type": "block_actions", "user": {"id": STRANGER}, "team": {"id": "T1"},
+             "actions": [{"action_id": MARKER, "block_id": MARKER, "type": "button", "value": MARKER}]}
+    for payload in (shortcut, click):
+        assert edge.post(urlencode({"payload": json.dumps(payload)})).status_code == 404
+    log = logged()
+    assert log.count("Bolt found no listener for a request (its body is not logged)") == 2, log
+    assert MARKER not in log
+
+
 def test_a_body_over_the_bound_is_refused_with_413_unread(edge: SlackDriver, logged: Callable[[], str]) -> None:
     huge = b"payload=" + (MARKER.encode() + b"\n") * (MAX_BODY_BYTES // len(MARKER))
     assert len(huge) > MAX_BODY_BYTES

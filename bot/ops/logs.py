@@ -70,6 +70,17 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class NoBoltBodies(logging.Filter):
+    """Bolt's warnings about a request no listener takes quote the request's body; keep what it says, not the body."""
+
+    ECHOES = ("Unhandled request (", "A global middleware (")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("slack_bolt") and isinstance(record.msg, str) and record.msg.startswith(self.ECHOES):
+            record.msg, record.args = "Bolt found no listener for a request (its body is not logged)", None
+        return True
+
+
 class RedactSecrets(logging.Filter):
     """Replaces secrets in a record's message (kept for handlers that format by themselves)."""
 
@@ -142,6 +153,7 @@ def configure(settings: Settings, level: int = logging.INFO, stream: IO[str] | N
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter(redactor) if settings.log_format == "json" else TextFormatter(redactor))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(NoBoltBodies())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
