@@ -186,17 +186,30 @@ def test_an_unsigned_or_stale_body_is_refused_with_401_before_it_is_read(
 def test_odd_signature_headers_are_refused_with_401(timestamp: str | None, signature: str | None,
                                                     app: WSGIApp) -> None:
     """Straight into the WSGI app: a real server hands on any header bytes (as latin-1), httpx would not send them."""
-    body = command_body(REQUESTER).encode()
-    environ: dict[str, object] = {"REQUEST_METHOD": "POST", "PATH_INFO": "/slack/events", "wsgi.input": io.BytesIO(body),
-                                  "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/x-www-form-urlencoded"}
-    setup_testing_defaults(environ)
+    headers = {}
     if timestamp is not None:
-        environ["HTTP_X_SLACK_REQUEST_TIMESTAMP"] = str(int(time.time())) if timestamp == "now" else timestamp
+        headers["HTTP_X_SLACK_REQUEST_TIMESTAMP"] = str(int(time.time())) if timestamp == "now" else timestamp
     if signature is not None:
-        environ["HTTP_X_SLACK_SIGNATURE"] = signature.encode().decode("latin-1")
+        headers["HTTP_X_SLACK_SIGNATURE"] = signature.encode().decode("latin-1")
+    assert call_wsgi(app, command_body(REQUESTER).encode(), **headers) == "401 Unauthorized"
+
+
+def test_a_body_of_unknown_or_lying_length_is_refused_unread(app: WSGIApp) -> None:
+    assert call_wsgi(app, b"command=/sms-send", CONTENT_LENGTH="12abc") == "400 Bad Request"
+    assert call_wsgi(app, b"command=/sms-send", CONTENT_LENGTH="-5") == "400 Bad Request"
+    chunked = b"payload=" + b"x" * MAX_BODY_BYTES  # no Content-Length: read only up to the bound, then 413
+    assert call_wsgi(app, chunked, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked") == "413 Request Entity Too Large"
+
+
+def call_wsgi(app: WSGIApp, body: bytes, **environ: str) -> str:
+    """POST /slack/events straight into the WSGI app, as a server would hand it on; the status line."""
+    env: dict[str, object] = {"REQUEST_METHOD": "POST", "PATH_INFO": "/slack/events", "wsgi.input": io.BytesIO(body),
+                              "CONTENT_LENGTH": str(len(body)), "CONTENT_TYPE": "application/x-www-form-urlencoded",
+                              **environ}
+    setup_testing_defaults(env)
     statuses: list[str] = []
-    b"".join(app(environ, lambda status, _headers: statuses.append(status)))
-    assert statuses == ["401 Unauthorized"]
+    b"".join(app(env, lambda status, _headers: statuses.append(status)))
+    return statuses[0]
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
