@@ -2,20 +2,24 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import queue
+import signal
 import subprocess
 import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl
 
+import httpx
 import pytest
 from websockets.sync.server import Server, ServerConnection, serve
 
-from tests.fakes import FakeSlack
-from tests.harness import CHANNEL, CODE, Database
+from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
+from tests.harness import CHANNEL, CODE, Database, SlackDriver
 
 APP_TOKEN = "xapp-1-test-app-token-9c1e"
 
@@ -43,6 +47,33 @@ class FakeSocketModeEndpoint:
                 continue
             except Exception:
                 return
+
+
+class SocketModeDriver(SlackDriver):
+    """The `slack` driver's conversation, delivered as Socket Mode envelopes instead of signed POSTs."""
+
+    _envelopes = itertools.count(1)
+
+    def __init__(self, endpoint: FakeSocketModeEndpoint, slack: FakeSlack) -> None:
+        super().__init__("socket-mode", slack)
+        self.endpoint = endpoint
+
+    def post(self, body: str, content_type: str = "application/x-www-form-urlencoded", **_: Any) -> httpx.Response:
+        fields = dict(parse_qsl(body, keep_blank_values=True))
+        envelope_id = f"env-{next(self._envelopes)}"
+        kind, payload = (("interactive", json.loads(fields["payload"])) if "payload" in fields
+                         else ("slash_commands", fields))
+        self.endpoint.outgoing.put({"envelope_id": envelope_id, "type": kind, "payload": payload,
+                                    "accepts_response_payload": True})
+        while (ack := self.endpoint.acks.get(timeout=20))["envelope_id"] != envelope_id:
+            pass
+        answer = ack.get("payload")
+        return httpx.Response(200, content=json.dumps(answer).encode() if answer else b"")
+
+
+def start_socket_mode(env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve"], env={**env, "SLACK_APP_TOKEN": APP_TOKEN},
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -80,3 +111,28 @@ def test_slash_command_over_socket_mode_opens_the_form(db: Database, env: dict[s
         process.terminate()
         output = process.communicate(timeout=30)[0].decode()
     assert APP_TOKEN not in output
+
+
+def test_sigterm_lets_a_send_in_flight_finish_and_be_recorded(db: Database, env: dict[str, str], tmp_path: Path,
+                                                               fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
+                                                               socket_endpoint: FakeSocketModeEndpoint) -> None:
+    db.allow_sends("UREQUESTER", "UAPPROVER")
+    process = start_socket_mode(env, tmp_path)
+    try:
+        slack = SocketModeDriver(socket_endpoint, fake_slack)
+        request_id = slack.request("UREQUESTER")
+        fake_whatcounts.reply = WhatCountsReply(fake_whatcounts.reply.status, fake_whatcounts.reply.body,
+                                                delay=1.5)  # inside WHATCOUNTS_TIMEOUT (2 s)
+        slack.click("UAPPROVER", "approve", request_id)
+        fake_whatcounts.wait_until(fake_whatcounts.posts, what="the send to reach WhatCounts")
+        process.send_signal(signal.SIGTERM)  # as `docker stop` and Kubernetes do, while WhatCounts answers slowly
+        exit_code = process.wait(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        output = process.communicate(timeout=30)[0].decode()
+    assert exit_code == 0, output
+    assert len(fake_whatcounts.posts()) == 1
+    assert db.request(request_id).state == "sent", output
+    assert db.events(request_id)[-1] == "sent"
+    assert "finishing the events and sends in flight" in output

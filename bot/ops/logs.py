@@ -1,6 +1,10 @@
 """Logging set-up: one line per event (JSON with LOG_FORMAT=json), tagged with the send request id.
 
-Every configured secret is redacted from every formatted line as a last line of defence.
+Every configured secret is redacted from every formatted line as a last line of defence, and every
+record is exactly one line: control characters and line separators in any logged value (a message,
+an argument, a traceback) are escaped, so no value can forge a line of its own. No request content
+is logged: no Slack request body, no WhatCounts URL (httpx logs each one at INFO; it is held at WARNING).
+
 The request id comes from `extra={"request_id": ...}`, from the `current_request` context
 variable (carried into worker threads by `ContextThreadPoolExecutor`), or from a message
 that follows the convention `"request %s: ..."`.
@@ -11,11 +15,12 @@ from __future__ import annotations
 import contextvars
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import IO, Any
 
 from bot.ops.config import Settings
 from bot.ops.work import InFlight
@@ -27,6 +32,22 @@ current_request: contextvars.ContextVar[str | None] = contextvars.ContextVar("cu
 
 # Fields that callers may pass with `extra=` and that JSON lines carry as their own keys.
 EXTRA_FIELDS = ("kind", "status", "ack_ms", "outcome", "http_status", "seconds")
+
+
+# Whatever a line splitter (str.splitlines, a terminal, a log shipper) may take for a line break or a
+# control sequence: C0 and C1 controls, DEL, and the Unicode line and paragraph separators.
+_BREAKS = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Library loggers that must never pass INFO: the SDKs log request headers (tokens) at DEBUG, httpx
+# logs every request's full URL (a send's campaign and description) at INFO, and Bolt's request
+# verification logs the whole body of every request it refuses at INFO.
+QUIETED = {"slack_sdk": logging.INFO, "slack_bolt": logging.INFO, "urllib3": logging.INFO,
+           "httpx": logging.WARNING, "httpcore": logging.WARNING, "slack_bolt.RequestVerification": logging.WARNING}
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break and control character escaped (`\\n`, `\\u2028`): one physical line."""
+    return _BREAKS.sub(lambda m: _NAMED.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
 
 
 class ContextThreadPoolExecutor(ThreadPoolExecutor):
@@ -53,6 +74,17 @@ class RequestIdFilter(logging.Filter):
                 if isinstance(args, tuple) and args:
                     request_id = str(args[0])
             record.request_id = request_id
+        return True
+
+
+class NoBoltBodies(logging.Filter):
+    """Bolt's warnings about a request no listener takes quote the request's body; keep what it says, not the body."""
+
+    ECHOES = ("Unhandled request (", "A global middleware (")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.name.startswith("slack_bolt") and isinstance(record.msg, str) and record.msg.startswith(self.ECHOES):
+            record.msg, record.args = "Bolt found no listener for a request (its body is not logged)", None
         return True
 
 
@@ -86,7 +118,7 @@ class TextFormatter(logging.Formatter):
         line = super().format(record)
         if request_id := getattr(record, "request_id", None):
             line += f" [request {request_id}]"
-        return self.redactor.redact(line)
+        return one_line(self.redactor.redact(line))
 
 
 class JsonFormatter(logging.Formatter):
@@ -109,7 +141,8 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
-        return self.redactor.redact(json.dumps(entry, ensure_ascii=False, default=str))
+        # json.dumps escapes C0 controls itself; one_line escapes the rest (inside strings, as valid JSON escapes).
+        return one_line(self.redactor.redact(json.dumps(entry, ensure_ascii=False, default=str)))
 
 
 def secrets_of(settings: Settings) -> list[str]:
@@ -121,20 +154,21 @@ def secrets_of(settings: Settings) -> list[str]:
     return [v for v in values if v]
 
 
-def make_handler(settings: Settings, stream: TextIO) -> logging.Handler:
-    """Lines in LOG_FORMAT, tagged with the request id, with every secret of `settings` redacted."""
+def make_handler(settings: Settings, stream: IO[str]) -> logging.Handler:
+    """One line per record in LOG_FORMAT, tagged with the request id, every secret of `settings` redacted."""
     redactor = RedactSecrets(secrets_of(settings))
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter(redactor) if settings.log_format == "json" else TextFormatter(redactor))
     handler.addFilter(RequestIdFilter())
+    handler.addFilter(NoBoltBodies())
     return handler
 
 
-def configure(settings: Settings, level: int = logging.INFO) -> None:
-    handler = make_handler(settings, sys.stderr)
+def configure(settings: Settings, level: int = logging.INFO, stream: IO[str] | None = None) -> None:
+    """Every record, one line each, to `stream` (standard error by default) through the root logger."""
+    handler = make_handler(settings, stream or sys.stderr)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    # The SDKs log request headers (tokens included) at DEBUG; never let that through.
-    for noisy in ("slack_sdk", "slack_bolt", "httpx", "httpcore", "urllib3"):
-        logging.getLogger(noisy).setLevel(max(level, logging.INFO))
+    for name, floor in QUIETED.items():
+        logging.getLogger(name).setLevel(max(level, floor))

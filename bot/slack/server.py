@@ -9,6 +9,8 @@ from __future__ import annotations
 import atexit
 import contextvars
 import logging
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -17,14 +19,14 @@ from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
 from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
-from slack_bolt.adapter.wsgi.http_request import WsgiHttpRequest
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
-from slack_bolt.request import BoltRequest
+from slack_bolt.response import BoltResponse
 from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from bot.ops import metrics
 from bot.ops.config import Settings
+from bot.slack import edge
 from bot.slack.app import Runtime, build_runtime, describe
 from bot.store import schema
 
@@ -53,14 +55,23 @@ def wsgi_app(runtime: Runtime) -> WSGIApp:
     head = schema.head_revision()
     metrics.exposition()  # create the metrics now, before requests arrive on several threads
 
+    # The secret Bolt was built with (Runtime does not carry the settings): one source of truth.
+    verifier = edge.RawBodyVerifier(runtime.app._signing_secret)
+
     def slack_events(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        """Bolt's WSGI adapter, timed from arrival to acknowledgement and counted by kind and outcome."""
+        """Read, verify and parse the body (the edge), then Bolt; timed from arrival to acknowledgement.
+
+        Counted by kind and outcome. Nothing of the body is logged: a refusal says only why.
+        """
         started = time.perf_counter()
-        http = WsgiHttpRequest(environ)
-        request = BoltRequest(body=http.get_body(), query=http.query_string, headers=http.get_headers())
-        kind, request_id = describe(request.body)
-        # A fresh context per request: the request id that Bolt middleware sets never leaks to the next.
-        response = contextvars.copy_context().run(runtime.app.dispatch, request)
+        request = edge.bolt_request(environ, verifier)
+        if isinstance(request, edge.Refusal):
+            kind, request_id = "refused", None
+            response = BoltResponse(status=request.status, body=request.reason)
+        else:
+            kind, request_id = describe(request.body)
+            # A fresh context per request: the request id that Bolt middleware sets never leaks to the next.
+            response = contextvars.copy_context().run(runtime.app.dispatch, request)
         reply = WsgiHttpResponse(status=response.status, headers=response.headers, body=response.body)
         start_response(reply.status, reply.get_headers())
         seconds = time.perf_counter() - started
@@ -68,7 +79,8 @@ def wsgi_app(runtime: Runtime) -> WSGIApp:
             metrics.observe_request(kind, response.status, seconds)
         except Exception:  # bookkeeping must never turn an acknowledgement into an error
             log.exception("counting a Slack request in the metrics failed")
-        log.info("slack %s answered %d in %.1f ms", kind, response.status, seconds * 1000,
+        reason = f" ({request.reason})" if isinstance(request, edge.Refusal) else ""
+        log.info("slack %s answered %d%s in %.1f ms", kind, response.status, reason, seconds * 1000,
                  extra={"request_id": request_id, "kind": kind, "status": response.status,
                         "ack_ms": round(seconds * 1000, 2)})
         return reply.get_body()
@@ -143,9 +155,27 @@ def serve_http(settings: Settings, host: str, port: int, workers: int, threads: 
 
 
 def serve_socket_mode(settings: Settings) -> None:
+    """Socket Mode until SIGTERM or SIGINT, then a graceful drain like gunicorn's in HTTP mode.
+
+    On the signal: disconnect (Slack takes no more events from us and redelivers unacknowledged
+    ones elsewhere), let the events already taken finish their listeners, let sends in flight
+    finish and be recorded, then return, so the process exits 0.
+    """
     runtime = build_runtime(settings)
     runtime.start_background()
+    handler = SocketModeHandler(runtime.app, settings.slack_app_token)
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        SocketModeHandler(runtime.app, settings.slack_app_token).start()
+        handler.connect()
+        log.info("Socket Mode connected; waiting for events")
+        while not stop.wait(1):
+            pass
+        log.info("stopping: no new events; finishing the events and sends in flight")
     finally:
-        runtime.shutdown()
+        handler.close()  # disconnects, then waits for the events being dispatched
+        runtime.app.listener_runner.listener_executor.shutdown(wait=True)  # listeners still running after ack
+        runtime.shutdown()  # sends in flight finish and are recorded
+        for sig, action in previous.items():
+            signal.signal(sig, action)
+    log.info("stopped")
