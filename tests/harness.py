@@ -227,8 +227,6 @@ class InProcessBot:
         _IN_PROCESS.pop(self.host, None)
         try:
             self.runtime.shutdown()
-            if self.runtime.sweeper.is_alive():
-                self.runtime.sweeper.join(timeout=30)
             self.runtime.core.engine.dispose()
         finally:
             root = logging.getLogger()

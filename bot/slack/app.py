@@ -30,6 +30,7 @@ class Runtime:
     publisher: CardPublisher
     sweeper: Sweeper
     listeners: ContextThreadPoolExecutor  # Bolt's listener pool: what runs after each acknowledgement
+    signing_secret: str  # the HTTP edge verifies every body with it before Bolt sees it
 
     def start_background(self) -> None:
         self.sweeper.start()
@@ -98,4 +99,5 @@ def build_runtime(settings: Settings) -> Runtime:
     commands.register(app, core.form, core.catalog, core.cache)
     views.register(app, core.form, core.lifecycle, core.catalog)
     actions.register(app, core.lifecycle, publisher, core.work)
-    return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners)
+    return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,
+                   settings.slack_signing_secret)

@@ -80,8 +80,11 @@ class Sweeper(threading.Thread):
             if self.stopped.wait(self.interval):
                 return
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 30) -> None:
+        """Stop, and wait for a sweep under way to finish."""
         self.stopped.set()
+        if self.is_alive() and threading.current_thread() is not self:
+            self.join(timeout)
 
 
 def _slack_error(exc: Exception) -> str:

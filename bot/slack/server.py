@@ -56,7 +56,7 @@ def wsgi_app(runtime: Runtime) -> WSGIApp:
     metrics.exposition()  # create the metrics now, before requests arrive on several threads
 
     # The secret Bolt was built with (Runtime does not carry the settings): one source of truth.
-    verifier = edge.RawBodyVerifier(runtime.app._signing_secret)
+    verifier = edge.RawBodyVerifier(runtime.signing_secret)
 
     def slack_events(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         """Read, verify and parse the body (the edge), then Bolt; timed from arrival to acknowledgement.
