@@ -125,10 +125,17 @@ def _time(raw: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a date or time like 2026-11-24 or 2026-11-24T09:30") from exc
 
 
+def _audit_scope(raw: str | None) -> str | None:
+    """`--sender-code`: a code's events, `*` the events about every code (grants for all of them); None: all."""
+    if raw is None:
+        return None
+    return ALL_SENDER_CODES if raw.strip() == ALL_SENDER_CODES else admin.parse_scope(raw)
+
+
 def cmd_audit(args: argparse.Namespace) -> None:
     engine = _database()
     where = audit.AuditFilter(since=args.since, until=args.until, user_id=args.user,
-                              sender_code=admin.parse_scope(args.sender_code), request_id=args.request)
+                              sender_code=_audit_scope(args.sender_code), request_id=args.request)
     render = {"table": audit.to_table, "csv": audit.to_csv, "jsonl": audit.to_jsonl}[args.format]
     with make_session_factory(engine)() as session:
         for chunk in render(audit.query(session, where)):
@@ -256,7 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
     aud.add_argument("--since", type=_time, help="from this UTC time (inclusive)")
     aud.add_argument("--until", type=_time, help="up to this UTC time (exclusive)")
     aud.add_argument("--user", help="only events by this Slack user ID")
-    aud.add_argument("--sender-code")
+    aud.add_argument("--sender-code", help="only events about this sender code; * for those about every code "
+                     "(grants for all codes)")
     aud.add_argument("--request", help="only events of this request id")
     aud.add_argument("--format", choices=("table", "csv", "jsonl"), default="table")
     aud.set_defaults(run=cmd_audit)

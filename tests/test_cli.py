@@ -121,3 +121,21 @@ def test_an_admin_records_what_support_said_about_an_unknown_outcome(
     assert "Recorded as not sent: Ticket 881: never queued (recorded by <@UADMIN>)" in outcome["text"]
     assert db.request(request_id).state == "failed"
     assert db.events(request_id)[-1] == "resolved"
+
+
+def test_audit_for_every_code_shows_only_the_events_about_every_code(
+        db: Database, env: dict[str, str], tmp_path: Path) -> None:
+    db.grant("UADMIN", "admin", None)
+    db.grant("UREQ", "requester", CODE)
+    db.grant("UAPP", "approver", None)
+    db.grant("UAPP", "approver", "5559876543")
+
+    def exported(*scope: str) -> list[tuple[str, str]]:
+        result = run_cli("audit", "--format", "jsonl", *scope, env=env, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr
+        return [(row["details"]["user_id"], row["sender_code"])
+                for row in map(json.loads, result.stdout.splitlines())]
+
+    assert exported("--sender-code", "*") == [("UADMIN", "*"), ("UAPP", "*")]
+    assert exported("--sender-code", "555-987-6543") == [("UAPP", "5559876543")]
+    assert len(exported()) == 4

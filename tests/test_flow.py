@@ -68,8 +68,10 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
     card = fake_slack.calls("chat.postMessage")[0]
     assert card["channel"] == CHANNEL
     card_text = json.dumps(card["blocks"])
-    for expected in (f"<@{REQUESTER}>", "Spring Sale", CODE, "Marketing US", "Spring 2026 / week 1",
-                     "VIP customers", "Promo &amp; more &lt;!channel&gt;", '"Approve"', '"Reject"', '"Cancel"',
+    for expected in (f'"user_id": "{REQUESTER}"', "Spring Sale", CODE, "Marketing US", "Spring 2026 / week 1",
+                     # what people typed is rich text, shown as typed: it can never ping or link
+                     "VIP customers", '{"text": "Promo & more <!channel>", "type": "text"}',
+                     '"Approve"', '"Reject"', '"Cancel"',
                      # the text as it goes out, its length and segments, the approvals, expiry, quiet hours
                      "20% off everything until Sunday", "68 characters, 1 SMS segment (GSM-7",
                      "Approvals: 0 of 1", "Expires at", "none set for this sender code"):
@@ -160,7 +162,7 @@ def test_wrong_approvers_are_refused(db: Database, slack: SlackDriver, fake_what
     slack.wait_ephemeral(REQUESTER, "someone else must approve")
     assert fake_whatcounts.posts() == []
     assert db.request(request_id).state == "pending"
-    assert db.events(request_id) == ["requested"]
+    assert db.events(request_id) == ["requested", "refused", "refused"]  # each attempt kept, nothing else
 
 
 def test_reject(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:

@@ -57,7 +57,7 @@ def test_all_contacts_is_said_prominently(db: Database, slack: SlackDriver, fake
     db.allow_sends(REQUESTER, APPROVER, groups=["VIP"])
     request_id = slack.request(REQUESTER, group_name="*")
     card = card_text(fake_slack)
-    assert "*ALL CONTACTS* of the sender code" in card
+    assert '"text": "ALL CONTACTS"' in card and '"text": " of the sender code"' in card
     assert "This sends to ALL CONTACTS of sender code 5551234567" in card  # the Approve confirmation
     slack.click(APPROVER, "approve", request_id)
     slack.wait_outcome("submitted")
@@ -93,7 +93,8 @@ def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: Slack
     response = submit(slack, ADMIN, view, campaign_name="Storm", quiet_override=reason)
     assert response.text == ""
     card = card_text(fake_slack)
-    assert f"*Override* by <@{ADMIN}>: “{reason}”" in card and "in effect when this was requested" in card
+    assert f'"user_id": "{ADMIN}"}}, {{"text": ": “{reason}”", "type": "text"}}' in card
+    assert "in effect when this was requested" in card
     [request] = db.requests()
     assert request.quiet_override == reason
     assert [e.details["reason"] for e in db.audit_rows() if e.event == "quiet_override"] == [reason]

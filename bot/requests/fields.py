@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
 MAX_NAME = 255
@@ -11,6 +12,11 @@ MAX_GROUP = 255
 ALL_CONTACTS = "*"  # the form's group choice meaning no group: every contact of the sender code
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Characters that show nothing or change how the rest is shown, so approvers could not see
+# what would be sent: format characters (zero-width spaces and joiners, the bidirectional
+# overrides and isolates U+202A-U+202E and U+2066-U+2069, marks such as U+200E), line and
+# paragraph separators, lone surrogates and the C1 controls.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
 _SENDER_CODE = re.compile(r"\d{5,6}|\d{10}|1\d{10}")
 
@@ -32,6 +38,16 @@ def normalize_sender_code(text: str) -> str | None:
     return digits if _SENDER_CODE.fullmatch(digits) else None
 
 
+def hidden_character(value: str) -> str | None:
+    """The first character that is invisible or changes the direction of the text; None if there is none."""
+    return next((ch for ch in value if unicodedata.category(ch) in _HIDDEN_CATEGORIES), None)
+
+
+def _describe(ch: str) -> str:
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X} {name}".strip()
+
+
 def _text(value: str | None, label: str, limit: int, errors: dict[str, str], key: str,
           required: bool) -> str | None:
     value = (value or "").strip()
@@ -43,6 +59,9 @@ def _text(value: str | None, label: str, limit: int, errors: dict[str, str], key
         errors[key] = f"{label.capitalize()} is {len(value)} characters; the limit is {limit}."
     elif _CONTROL.search(value):
         errors[key] = f"{label.capitalize()} contains a line break or control character; remove it."
+    elif (hidden := hidden_character(value)) is not None:
+        errors[key] = (f"{label.capitalize()} contains an invisible or direction-changing character "
+                       f"({_describe(hidden)}); remove it, so that approvers see exactly what is sent.")
     return value
 
 

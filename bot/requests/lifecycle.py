@@ -8,6 +8,7 @@ SENDING past its deadline lost its process and becomes UNKNOWN, never re-sent.
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 from collections.abc import Callable, Iterable
@@ -48,6 +49,8 @@ class Refused:
     """The user may not do this; nothing changed."""
 
     reason: str
+    sender_code: str | None = None  # the request's, for the audit trail; None: there is no such request
+    repeat: bool = False  # the same person's second click: not worth keeping in the audit trail
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,29 @@ class Invalid:
     """The form cannot be requested as filled in: a sentence per form field. Nothing changed."""
 
     errors: dict[str, str]
+
+
+Decide = Callable[["Lifecycle", str, str], Decision]
+
+
+def _refusals_audited(action: str) -> Callable[[Decide], Decide]:
+    """Keep every refused `action` (a stranger's Approve, a self-approval...) in the audit trail.
+
+    Recorded after the decision's own transaction has ended, in one of its own that adds
+    the audit row and nothing else.
+    """
+    def wrap(decide: Decide) -> Decide:
+        @functools.wraps(decide)
+        def decided(self: Lifecycle, request_id: str, user_id: str) -> Decision:
+            decision = decide(self, request_id, user_id)
+            if isinstance(decision, Refused) and not decision.repeat:
+                known = decision.sender_code is not None  # else the id is whatever the click carried
+                audit.record_refusal(self.sessions, user_id, action, decision.reason,
+                                     request_id=request_id if known else None, sender_code=decision.sender_code,
+                                     **({} if known else {"request": request_id}))
+            return decision
+        return decided
+    return wrap
 
 
 @dataclass
@@ -162,6 +188,7 @@ class Lifecycle:
 
     # --- deciding --------------------------------------------------------------------
 
+    @_refusals_audited("approve")
     def approve(self, request_id: str, approver_id: str) -> Decision:
         """Record one approval; the approval that completes the count claims the send."""
         with self.sessions.begin() as session:
@@ -170,13 +197,14 @@ class Lifecycle:
                 return found
             request = found
             if not grants.has_role(session, approver_id, Role.APPROVER, request.sender_code):
-                return Refused(f"You need an approver grant for sender code {request.sender_code} to approve.")
+                return Refused(f"You need an approver grant for sender code {request.sender_code} to approve.",
+                               request.sender_code)
             if approver_id == request.requester_id and not request.allow_self_approval:
-                return Refused("You asked for this send, so someone else must approve it.")
+                return Refused("You asked for this send, so someone else must approve it.", request.sender_code)
             already = session.scalar(select(Approval.approver_id).where(
                 Approval.request_id == request_id, Approval.approver_id == approver_id))
             if already is not None:
-                return Refused("You have already approved this request.")
+                return Refused("You have already approved this request.", request.sender_code, repeat=True)
         try:
             with self.sessions.begin() as session:
                 session.add(Approval(request_id=request_id, approver_id=approver_id, approved_at=self.clock()))
@@ -190,7 +218,7 @@ class Lifecycle:
                 audit.record(session, "approved", approver_id, request_id=request_id,
                              sender_code=request.sender_code)
         except IntegrityError:
-            return Refused("You have already approved this request.")
+            return Refused("You have already approved this request.", request.sender_code, repeat=True)
         # A separate transaction, after our approval committed: whichever approval commits
         # last sees every approval and claims the send; the UPDATE lets only one win.
         with self.sessions.begin() as session:
@@ -233,9 +261,11 @@ class Lifecycle:
             return f"Not sent at approval: {problem}"
         return None
 
+    @_refusals_audited("reject")
     def reject(self, request_id: str, user_id: str) -> Decision:
         return self._close(request_id, user_id, State.REJECTED, "rejected", self._may_reject)
 
+    @_refusals_audited("cancel")
     def cancel(self, request_id: str, user_id: str) -> Decision:
         return self._close(request_id, user_id, State.CANCELLED, "cancelled", self._may_cancel)
 
@@ -256,7 +286,7 @@ class Lifecycle:
             if not isinstance(found, SendRequest):
                 return found
             if (reason := check(session, found, user_id)) is not None:
-                return Refused(reason)
+                return Refused(reason, found.sender_code)
             if not self._transition(session, request_id, (State.PENDING,), state,
                                     closed_by=user_id, finished_at=self.clock()):
                 session.rollback()

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.fields import normalize_sender_code
 from bot.rules import grants, sender_codes
+from bot.store import audit
 from bot.store.models import ALL_SENDER_CODES, Grant, Role
 
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
@@ -30,6 +31,15 @@ HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 
 class AdminError(Exception):
     """A clear message for the person; raised inside the transaction, so nothing is changed."""
+
+
+class AdminRefused(AdminError):
+    """Not a typing mistake but an attempt the person may not make: kept in the audit trail as "refused"."""
+
+    def __init__(self, message: str, reason: str, sender_code: str | None) -> None:
+        super().__init__(message)
+        self.reason = reason  # a short plain sentence for the audit trail
+        self.sender_code = sender_code  # the code it concerned; `*` every code, None not known
 
 
 class Parser(argparse.ArgumentParser):
@@ -165,9 +175,17 @@ class _Context:
         if ALL_SENDER_CODES in self.codes or (code is not None and code in self.codes):
             return
         mine = ", ".join(sorted(self.codes))
-        raise AdminError(f"You administer sender code(s) {mine} only; {what} for {scope_name(code)} needs an "
-                         f"admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
-                         "Nothing was changed.")
+        raise AdminRefused(f"You administer sender code(s) {mine} only; {what} for {scope_name(code)} needs an "
+                           f"admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
+                           "Nothing was changed.", f"{what} needs an admin of {scope_name(code)}",
+                           code or ALL_SENDER_CODES)
+
+    def others_who_administer(self, code: str | None) -> list[str]:
+        """Admins of `code` (None: of every code), the actor left out: whom to ask instead."""
+        scopes = (ALL_SENDER_CODES,) if code is None else (code, ALL_SENDER_CODES)
+        stmt = (select(Grant.user_id).where(Grant.role == Role.ADMIN, Grant.sender_code.in_(scopes),
+                                            Grant.user_id != self.actor).distinct().order_by(Grant.user_id))
+        return list(self.session.scalars(stmt))
 
 
 def _global_admins(session: Session, *, lock: bool = False) -> list[str]:
@@ -194,11 +212,18 @@ def _grant_parser(prog: str, name: str) -> Parser:
 
 def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
     user, role, code = _user(args.user), Role(args.role), parse_scope(args.code)
+    if user == ctx.actor:
+        others = ctx.others_who_administer(code)
+        ask = (f"ask {_mentions(others)}" if others else
+               f"the operator can, on the command line (`sms-bot {'grant' if add else 'revoke'} {user} {role}`)")
+        raise AdminRefused(f"Nobody changes their own grants, admins included, so that no one can make a send "
+                           f"possible alone: {ask}. Nothing was changed.",
+                           f"own grant: {'grant' if add else 'revoke'} {role}", code or ALL_SENDER_CODES)
     ctx.require(code, "granting" if add else "revoking")
     if not add and role is Role.ADMIN and code is None and _global_admins(ctx.session, lock=True) == [user]:
-        raise AdminError(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
-                         f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
-                         "admin`). Nothing was changed.")
+        raise AdminRefused(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
+                           f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
+                           "admin`). Nothing was changed.", "the last admin for every sender code", ALL_SENDER_CODES)
     change = grants.grant if add else grants.revoke
     changed = change(ctx.session, user, role, code, ctx.actor)
     return grant_result(mention(user), role.value, code, add, changed)
@@ -226,6 +251,14 @@ def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> str:
     if code is None:
         raise AdminError("`sender-code set` needs one sender code, not `*`. Nothing was changed.")
     ctx.require(code, "changing the policy")
+    if args.self_approval == "yes" and ALL_SENDER_CODES not in ctx.codes:
+        current = sender_codes.get_settings(ctx.session, code)
+        if current is None or not current.self_approval:
+            who = _mentions(ctx.others_who_administer(None)) or "the operator"
+            raise AdminRefused(f"Self-approval lets one person request and approve a send alone, so only an admin "
+                               f"of every sender code can enable it for sender code {code}: ask {who}. "
+                               "Nothing was changed.", "enabling self-approval needs an admin of every sender code",
+                               code)
     first, *policy = apply_sender_code_options(ctx.session, args, ctx.actor)
     return f"{first}\n{_listing(policy, '')}"
 
@@ -276,24 +309,32 @@ def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, li
     raise AdminError(f"{typed!r} is not an admin command. These are:\n{_usage(commands)}")
 
 
-def _refusal(session: Session, prog: str) -> str:
+def _refusal(session: Session, prog: str) -> AdminRefused:
     admins = grants.holders(session, Role.ADMIN)
     who = f"ask {_mentions(admins)}" if admins else "the bot's operator can grant it (`sms-bot grant USER_ID admin`)"
-    return f"`{prog}` is only for admins, and you hold no admin grant: {who}."
+    return AdminRefused(f"`{prog}` is only for admins, and you hold no admin grant: {who}.",
+                        "holds no admin grant", None)
 
 
 def run_admin_command(sessions: sessionmaker[Session], actor_id: str, words: Sequence[str], *,
                       prog: str = "admin") -> str:
-    """Run one admin command as `actor_id` in one transaction; the reply. Any refusal or error changes nothing."""
+    """Run one admin command as `actor_id` in one transaction; the reply. Any refusal or error changes nothing.
+
+    A refusal is then kept in the audit trail, in a transaction of its own.
+    """
     try:
         with sessions.begin() as session:
             codes = frozenset(grants.codes_by_role(session, actor_id).get(Role.ADMIN, ()))
             if not codes:
-                return _refusal(session, prog)
+                raise _refusal(session, prog)
             ctx, commands = _Context(session, actor_id, codes), _commands(prog)
             if not words or words[0].lower() in HELP_WORDS:
                 return _help(ctx, commands)
             command, rest = _pick(commands, list(words))
             return command.run(ctx, command.parser.parse_args(rest))
+    except AdminRefused as exc:
+        audit.record_refusal(sessions, actor_id, "admin", exc.reason, sender_code=exc.sender_code,
+                             command=" ".join(words))
+        return str(exc)
     except AdminError as exc:
         return str(exc)

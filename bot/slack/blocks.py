@@ -1,7 +1,11 @@
 """Block Kit rendering: the request modal, the approval card and the outcome message.
 
-Built with `slack_sdk.models`, whose `to_dict()` checks Slack's length limits. Everything a
-person typed is escaped, so a description cannot ping `<!channel>` or fake a link.
+Built with `slack_sdk.models`, whose `to_dict()` checks Slack's length limits. What people
+typed (or WhatCounts holds) is shown literally on the card: in rich text, whose text is
+never read as mrkdwn, so `*`, `_`, `~` and backticks are seen as they will be sent, and a
+description cannot ping `<!channel>` or fake a link. mrkdwn has no escape for its
+formatting characters (only &, < and >), so typed text goes into mrkdwn only escaped, where
+a stray `*` can do no more than change how it looks (the fallback texts, the outcome reply).
 """
 
 from __future__ import annotations
@@ -21,6 +25,11 @@ from slack_sdk.models.blocks import (
     MarkdownTextObject,
     Option,
     PlainTextInputElement,
+    PlainTextObject,
+    RichTextBlock,
+    RichTextElementParts,
+    RichTextQuoteElement,
+    RichTextSectionElement,
     SectionBlock,
     StaticSelectElement,
 )
@@ -181,48 +190,75 @@ def headline(request: SendRequest) -> str:
     return f":test_tube: *DRY RUN* (nothing will be sent to WhatCounts) · {STATE_HEADLINE[State(request.state)]}"
 
 
-def _fields(request: SendRequest) -> list[MarkdownTextObject]:
-    label = f" ({escape(request.sender_label)})" if request.sender_label else ""
-    rows = [
-        ("Requested by", f"<@{request.requester_id}>"),
-        ("Message name", escape(request.message_name)),
-        ("Sender code", f"{request.sender_code}{label}"),
-        ("Campaign name", escape(request.campaign_name)),
+RichPart = RichTextElementParts.Text | RichTextElementParts.User | RichTextElementParts.Emoji
+
+
+def _literal(text: str) -> RichTextElementParts.Text:
+    """Text shown exactly as it is: rich text is never read as mrkdwn."""
+    return RichTextElementParts.Text(text=text)
+
+
+def _bold(text: str) -> RichTextElementParts.Text:
+    return RichTextElementParts.Text(text=text, style={"bold": True})
+
+
+def _fields(request: SendRequest) -> RichTextBlock:
+    """The request's fields, one per line, what people typed shown literally."""
+    label = f" ({request.sender_label})" if request.sender_label else ""
+    rows: list[tuple[str, list[RichPart]]] = [
+        ("Requested by", [RichTextElementParts.User(user_id=request.requester_id)]),
+        ("Message name", [_literal(request.message_name)]),
+        ("Sender code", [_literal(f"{request.sender_code}{label}")]),
+        ("Campaign name", [_literal(request.campaign_name)]),
         ("Send to", _audience(request)),
-        ("Description", escape(request.description) if request.description else "_none_"),
+        ("Description", [_literal(request.description) if request.description
+                         else RichTextElementParts.Text(text="none", style={"italic": True})]),
         ("Quiet hours", _quiet_hours(request)),
     ]
-    return [MarkdownTextObject(text=f"*{label}*\n{value}") for label, value in rows]
+    parts: list[RichPart] = []
+    for name, value in rows:
+        parts += [*([_literal("\n")] if parts else []), _bold(f"{name}: "), *value]
+    return RichTextBlock(elements=[RichTextSectionElement(elements=parts)])
 
 
-def _audience(request: SendRequest) -> str:
+def _audience(request: SendRequest) -> list[RichPart]:
     if request.group_name:
-        return f"group *{escape(request.group_name)}*"
-    return ":rotating_light: *ALL CONTACTS* of the sender code"
+        return [_literal("group "), _bold(request.group_name)]
+    return [RichTextElementParts.Emoji(name="rotating_light"), _literal(" "), _bold("ALL CONTACTS"),
+            _literal(" of the sender code")]
 
 
-def _quiet_hours(request: SendRequest) -> str:
+def _quiet_hours(request: SendRequest) -> list[RichPart]:
     if not request.quiet_hours:
-        return "none set for this sender code"
+        return [_literal("none set for this sender code")]
     window, _, timezone = request.quiet_hours.partition(" ")
-    text = sending.quiet_status(QuietHours.parse(window, timezone), request.created_at, request.expires_at)
+    parts: list[RichPart] = [_literal(sending.quiet_status(QuietHours.parse(window, timezone), request.created_at,
+                                                           request.expires_at))]
     if request.quiet_override:
-        text += f"\n:warning: *Override* by <@{request.requester_id}>: “{escape(request.quiet_override)}”"
-    return text
+        parts += [_literal("\n"), RichTextElementParts.Emoji(name="warning"), _literal(" "), _bold("Override"),
+                  _literal(" by "), RichTextElementParts.User(user_id=request.requester_id),
+                  _literal(f": “{request.quiet_override}”")]
+    return parts
 
 
 MAX_QUOTED = 2500  # of a section's 3000 characters
 
 
 def message_section(request: SendRequest) -> str:
-    """The text as it will go out, its length and SMS segments; or why it is not known."""
+    """The text's length and SMS segments (the text itself: `message_quote`); or why it is not known."""
     if not request.message_verified or request.message_text is None:
         return (":warning: *The message could not be verified*: WhatCounts could not be reached when this "
                 "was requested, so the bot could not check that the message name exists or show its text.")
     text = request.message_text
-    quoted = escape(_clip(text, MAX_QUOTED)).replace("\n", "\n>")
-    return (f"*Message text*: {len(text)} characters, {count_segments(text).describe()} per recipient\n"
-            f">{quoted}")
+    return f"*Message text*: {len(text)} characters, {count_segments(text).describe()} per recipient"
+
+
+def message_quote(request: SendRequest) -> list[Block]:
+    """The text as it will go out, quoted literally; nothing if it is not known or empty."""
+    if not request.message_verified or not request.message_text:
+        return []
+    quote = RichTextQuoteElement(elements=[_literal(_clip(request.message_text, MAX_QUOTED))])
+    return [RichTextBlock(elements=[quote])]
 
 
 def _approvals_line(view: RequestView) -> str:
@@ -264,8 +300,8 @@ def outcome_text(view: RequestView) -> str:
         case State.FAILED | State.UNKNOWN:
             text = _reason(r)
             if r.state == State.UNKNOWN:
-                text += ("\nIt will not be sent again by itself. Check in WhatCounts (or ask its support) whether campaign "
-                         f"“{escape(r.campaign_name)}” went out before asking again. An admin can record "
+                text += ("\nIt will not be sent again by itself. Check in WhatCounts (or ask its support) whether this "
+                         "campaign went out before asking again. An admin can record "
                          f"the answer with `sms-bot resolve {r.id} sent|not-sent`.")
             return text
         case State.REJECTED:
@@ -281,8 +317,9 @@ def card(view: RequestView) -> list[dict[str, Any]]:
     request = view.request
     blocks: list[Block] = [
         SectionBlock(text=headline(request)),
-        SectionBlock(fields=_fields(request)),
+        _fields(request),
         SectionBlock(text=message_section(request)),
+        *message_quote(request),
         ContextBlock(elements=[MarkdownTextObject(text=f"Request `{request.id}` · {_approvals_line(view)}")]),
         SectionBlock(text=outcome_text(view)),
     ]
@@ -293,8 +330,9 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         blocks.append(ActionsBlock(block_id="decision", elements=[
             ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
                           confirm=ConfirmObject(title="Send this SMS?", confirm="Approve", deny="Back",
-                                                text=f"This sends to {_clip(audience, 160)} of sender code "
-                                                     f"{request.sender_code}. {consequence}")),
+                                                text=PlainTextObject(
+                                                    text=f"This sends to {_clip(audience, 160)} of sender code "
+                                                         f"{request.sender_code}. {consequence}", emoji=False))),
             ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger"),
             ButtonElement(text="Cancel", action_id=CANCEL, value=request.id),
         ]))
@@ -304,7 +342,7 @@ def card(view: RequestView) -> list[dict[str, Any]]:
 def card_fallback(view: RequestView) -> str:
     r = view.request
     dry = "DRY RUN " if r.dry_run else ""
-    return f"{dry}SMS send {r.state}: {r.message_name} to sender code {r.sender_code} (request {r.id})"
+    return f"{dry}SMS send {r.state}: {escape(r.message_name)} to sender code {r.sender_code} (request {r.id})"
 
 
 def outcome_message(view: RequestView) -> str:

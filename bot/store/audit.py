@@ -5,21 +5,26 @@ from __future__ import annotations
 import csv
 import io
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.store.engine import utcnow
 from bot.store.models import AuditEvent
 
+log = logging.getLogger(__name__)
+
 EVENTS = frozenset({
     "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",
-    "failed", "unknown", "resolved", "grant", "revoke", "sender_code", "quiet_override",
+    "failed", "unknown", "resolved", "grant", "revoke", "sender_code", "quiet_override", "refused",
 })
+MAX_DETAIL = 500  # characters of a typed command kept with a refusal
 
 
 def record(session: Session, event: str, actor_id: str, *, request_id: str | None = None,
@@ -28,6 +33,23 @@ def record(session: Session, event: str, actor_id: str, *, request_id: str | Non
     assert event in EVENTS, event
     session.add(AuditEvent(at=utcnow(), event=event, actor_id=actor_id, request_id=request_id,
                            sender_code=sender_code, details=details))
+
+
+def record_refusal(sessions: sessionmaker[Session], actor_id: str, action: str, reason: str, *,
+                   request_id: str | None = None, sender_code: str | None = None, **details: str) -> None:
+    """Keep a refused attempt: an audit row in a transaction of its own, and nothing else.
+
+    Called after the refused action's own transaction has ended, so whatever that did is
+    rolled back or committed on its own terms. If the row cannot be written, the refusal
+    still stands and is told; the failure is logged (without the details).
+    """
+    clipped = {key: value[:MAX_DETAIL] for key, value in details.items()}
+    try:
+        with sessions.begin() as session:
+            record(session, "refused", actor_id, request_id=request_id, sender_code=sender_code,
+                   action=action, reason=reason, **clipped)
+    except SQLAlchemyError as exc:
+        log.error("refusal of %s by %s not recorded in the audit trail: %s", action, actor_id, type(exc).__name__)
 
 
 @dataclass(frozen=True)
