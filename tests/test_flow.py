@@ -138,7 +138,7 @@ def test_timeout_reports_unknown_and_never_resends(db: Database, env: dict[str, 
         slack.click(APPROVER, "approve", request_id)
         outcome = slack.wait_outcome("Outcome unknown")
     assert "It will not be sent again by itself" in outcome["text"]
-    assert "“Spring 2026” went out before asking again" in outcome["text"]
+    assert "whether this campaign went out before asking again" in outcome["text"]
     assert f"`sms-bot resolve {request_id} sent|not-sent`" in outcome["text"]
     assert len(fake_whatcounts.posts()) == 1
     assert db.request(request_id).state == "unknown"
