@@ -18,7 +18,7 @@ from bot.store.models import AuditEvent
 
 EVENTS = frozenset({
     "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",
-    "failed", "unknown", "resolved", "grant", "revoke", "sender_code", "quiet_override",
+    "failed", "unknown", "resolved", "late_outcome", "late_outcome_conflict", "grant", "revoke", "sender_code", "quiet_override",
 })
 
 
