@@ -394,11 +394,12 @@ class Lifecycle:
                   f"(“{_clip(recorded.reason or recorded.error_text or '', 300)}”), and then "
                   f"{_late_answer(state, values)}.")
         extra = {k: values[k] for k in ("whatcounts_id", "whatcounts_status") if values.get(k) is not None}
-        if self._transition(session, request.id, (was,), State.UNKNOWN, reason=reason, outcome_posted=False,
-                            finished_at=self.clock(), **extra):
-            audit.record(session, "late_outcome_conflict", "system", request_id=request.id,
-                         sender_code=request.sender_code, outcome=event, recorded=str(was),
-                         recorded_by=recorded.closed_by, **details)
+        reopened = self._transition(session, request.id, (was,), State.UNKNOWN, reason=reason,
+                                    outcome_posted=False, finished_at=self.clock(), **extra)
+        # Not reopened: the record changed again meanwhile; the answer is still kept in the trail.
+        audit.record(session, "late_outcome_conflict" if reopened else "late_outcome", "system",
+                     request_id=request.id, sender_code=request.sender_code, outcome=event, recorded=str(was),
+                     recorded_by=recorded.closed_by, **details)
 
     def resolve(self, request_id: str, admin_id: str, sent: bool, note: str) -> RequestView | Refused:
         """An admin records what WhatCounts support said about an unknown outcome."""
