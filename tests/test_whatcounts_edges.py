@@ -68,6 +68,7 @@ def test_an_acceptance_arriving_after_an_admin_recorded_not_sent_is_a_conflict_a
                            env=env, cwd=tmp_path)
         assert resolved.returncode == 0, resolved.stderr
         assert db.request(request_id).state == "failed"
+        slack.wait_outcome("Recorded as not sent")
 
         answer.set()  # and now WhatCounts says it accepted the send
         outcome = slack.wait_outcome("Conflicting outcomes")
