@@ -55,13 +55,29 @@ class _LoopbackServer:
                 if answer is None:  # drop the connection without a word
                     self.close_connection = True
                     return
-                status, headers, body = answer
+                status, headers, body, *drip = answer
+                if drip and drip[0]:
+                    self._drip(status, headers, body, drip[0])
+                    return
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
+                """The whole answer, status line included, one byte every `interval` seconds."""
+                lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
+                         *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {len(body)}", "", ""]
+                self.close_connection = True
+                try:
+                    for byte in "\r\n".join(lines).encode() + body:
+                        self.wfile.write(bytes([byte]))
+                        self.wfile.flush()
+                        time.sleep(interval)
+                except OSError:  # the client hung up
+                    pass
 
             do_GET = do_POST = _handle
 
@@ -74,7 +90,9 @@ class _LoopbackServer:
         # A short poll interval: `close()` waits for the serving loop to notice, once per test.
         threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | tuple[
+            int, dict[str, str], bytes, float] | None:
+        """(status, headers, body), or with a fourth item, seconds between the bytes of a dripped answer."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -155,11 +173,23 @@ class FakeSlack(_LoopbackServer):
 
 @dataclass
 class WhatCountsReply:
+    """How the fake answers. A `body` that is str or bytes is sent as it is, as `content_type`."""
+
     status: int = 200
     body: Any = None
     delay: float = 0.0
     drop: bool = False
     held: bool = False  # answer only once the test calls `FakeWhatCounts.release()` (or closes the fake)
+    drip: float = 0.0  # > 0: the whole answer, a byte at a time, this many seconds apart
+    headers: dict[str, str] = field(default_factory=dict)
+    content_type: str = "text/html; charset=utf-8"
+
+    def render(self) -> tuple[int, dict[str, str], bytes, float]:
+        if isinstance(self.body, (str, bytes)):
+            raw = self.body.encode() if isinstance(self.body, str) else self.body
+            return self.status, {"Content-Type": self.content_type, **self.headers}, raw, self.drip
+        status, headers, raw = _json(self.status, self.body, self.headers)
+        return status, headers, raw, self.drip
 
 
 SUCCESS_BODY = {
@@ -179,6 +209,8 @@ class FakeWhatCounts(_LoopbackServer):
         self.reply = WhatCountsReply(200, SUCCESS_BODY)
         # When set, GET /rest/sms lists these, 500 a page (?skip=N); None: `reply` answers as before.
         self.messages: list[dict[str, Any]] | None = None
+        # When set, GET /rest/sms is answered this way although `messages` is set: the listing fails.
+        self.listing_fault: WhatCountsReply | None = None
         self._released = threading.Event()
         super().__init__()
 
@@ -190,17 +222,21 @@ class FakeWhatCounts(_LoopbackServer):
         self.release()
         super().close()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
-        if self.messages is not None and received.method == "GET" and received.path == "/rest/sms":
-            return self._list_messages(received)
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes, float] | tuple[
+            int, dict[str, str], bytes] | None:
+        listing = received.method == "GET" and received.path == "/rest/sms"
         reply = self.reply
+        if listing and self.listing_fault is not None:
+            reply = self.listing_fault
+        elif listing and self.messages is not None:
+            return self._list_messages(received)
         if reply.held:
             self._released.wait(60)
         if reply.delay:
             time.sleep(reply.delay)
         if reply.drop:
             return None
-        return _json(reply.status, reply.body)
+        return reply.render()
 
     def posts(self) -> list[Received]:
         return [r for r in list(self.received) if r.method == "POST"]

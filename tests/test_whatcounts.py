@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 import httpx
@@ -17,6 +18,7 @@ from bot.whatcounts.client import (
     WhatCountsClient,
     send_url,
 )
+from tests.fakes import SPRING_SALE, SUCCESS_BODY, FakeWhatCounts, WhatCountsReply
 
 BASE = "https://wc.example.test"
 names = st.text(min_size=1, max_size=60)
@@ -66,13 +68,33 @@ def test_success_is_read_from_the_body() -> None:
     (500, {"error": "No sender with code 12345", "status": "Internal Server Error", "statusCode": 500},
      Rejected(500, "No sender with code 12345")),
     (401, {"error": "Unauthorized", "status": "Unauthorized", "statusCode": 401}, Rejected(401, "Unauthorized")),
-    (502, "<html>Bad gateway</html>", Rejected(502, "<html>Bad gateway</html>")),
 ])
-def test_errors_are_rejections_with_whatcounts_words(status: int, body: object, expected: Rejected) -> None:
-    def answer(_request: httpx.Request) -> httpx.Response:
-        return httpx.Response(status, json=body) if isinstance(body, dict) else httpx.Response(status, text=body)
+def test_whatcounts_own_errors_are_rejections_in_its_words(status: int, body: object, expected: Rejected) -> None:
+    assert client_for(lambda _r: httpx.Response(status, json=body)).send("m", "12345", "c") == expected
 
-    assert client_for(answer).send("m", "12345", "c") == expected
+
+@pytest.mark.parametrize("response", [
+    httpx.Response(502, text="<html><body>502 Bad Gateway</body></html>", headers={"content-type": "text/html"}),
+    httpx.Response(503, text="<html>Service Temporarily Unavailable</html>"),
+    httpx.Response(504, text=""),
+    httpx.Response(302, headers={"location": "https://login.example.test/"}),
+    httpx.Response(301, text=""),
+    httpx.Response(500, text="Internal Server Error"),
+    httpx.Response(500, json={"message": "upstream failed"}),
+    httpx.Response(500, json={"error": "", "statusCode": 500}),
+    httpx.Response(404, json=["error"]),
+    httpx.Response(201, json={"id": 1}),
+], ids=lambda r: f"{r.status_code}")
+def test_anything_but_whatcounts_error_json_is_unknown_not_a_refusal(response: httpx.Response) -> None:
+    outcome = client_for(lambda _r: response).send("m", "12345", "c")
+    assert isinstance(outcome, Unknown) and outcome.http_status == response.status_code
+    assert "may have reached WhatCounts" in outcome.reason
+
+
+def test_a_long_id_comes_back_whole() -> None:
+    long_id = "x" * 500
+    outcome = client_for(lambda _r: httpx.Response(200, json={"id": long_id, "status": "s" * 300})).send("m", "1", "c")
+    assert outcome == Sent(long_id, "s" * 300, {"id": long_id, "status": "s" * 300})
 
 
 def test_a_200_without_an_id_is_not_taken_for_success() -> None:
@@ -123,3 +145,30 @@ def unused_port() -> int:
     from tests.harness import free_port
 
     return free_port()
+
+
+@pytest.fixture
+def whatcounts() -> Iterator[FakeWhatCounts]:
+    server = FakeWhatCounts()
+    yield server
+    server.close()
+
+
+def test_an_answer_dripped_a_byte_at_a_time_ends_at_the_timeout_as_unknown(whatcounts: FakeWhatCounts) -> None:
+    # every read well inside the timeout; the whole answer would take minutes
+    whatcounts.reply = WhatCountsReply(200, SUCCESS_BODY, drip=0.1, headers={"X-Padding": "." * 2000})
+    outcome = WhatCountsClient(whatcounts.url, "acme", "pw", timeout=1).send("m", "12345", "c")
+    assert outcome == Unknown("WhatCounts did not finish answering within 1 s")
+    assert len(whatcounts.posts()) == 1
+
+
+def test_a_dripped_listing_is_given_up_within_its_budget(whatcounts: FakeWhatCounts) -> None:
+    whatcounts.reply = WhatCountsReply(200, [SPRING_SALE], drip=0.1)
+    assert WhatCountsClient(whatcounts.url, "acme", "pw", timeout=5).list_messages(budget=1) is None
+
+
+def test_each_call_connects_anew_so_its_watchdog_sees_the_connection(whatcounts: FakeWhatCounts) -> None:
+    client = WhatCountsClient(whatcounts.url, "acme", "pw", timeout=1)
+    assert isinstance(client.send("m", "12345", "c"), Sent)
+    whatcounts.reply = WhatCountsReply(200, SUCCESS_BODY, drip=0.1)
+    assert isinstance(client.send("m", "12345", "c"), Unknown)

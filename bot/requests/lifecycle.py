@@ -19,6 +19,7 @@ from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.requests import approved_text
 from bot.requests.fields import RequestFields
 from bot.requests.reading import RequestView, read_view
 from bot.rules import grants, sending
@@ -42,6 +43,8 @@ log = logging.getLogger(__name__)
 TERMINAL_WITH_OUTCOME = (State.SENT, State.FAILED, State.UNKNOWN)
 # Extra time past the WhatCounts client's own bound before a SENDING request counts as lost.
 SENDING_GRACE = timedelta(seconds=2)
+TOO_LATE = ("Not sent: the bot was held up before it could call WhatCounts, past the time it allows "
+            "itself for a send, so it gave up without sending. Request the send again.")
 
 
 @dataclass(frozen=True)
@@ -313,22 +316,41 @@ class Lifecycle:
     # --- sending ---------------------------------------------------------------------
 
     def execute(self, request_id: str) -> RequestView:
-        """Call WhatCounts for a request this process claimed (state SENDING), and record the outcome."""
-        with self.sessions() as session:
+        """Call WhatCounts for a request this process claimed (state SENDING), and record the outcome.
+
+        Every step runs inside the request's sending deadline, renewed for it first, so no sweep
+        can give the send up for lost while this process is still at it; a step that cannot
+        renew it stops without sending.
+        """
+        assert self.whatcounts is not None
+        budget = self.whatcounts.timeout
+        with self.sessions.begin() as session:
             request = session.get(SendRequest, request_id)
-            assert request is not None and request.state == State.SENDING, request_id
-            stop = self._send_time_check(session, request)
+            assert request is not None, request_id
+            held = request.state == State.SENDING and self._hold(session, request_id, self.whatcounts.max_duration())
+            stop = self._send_time_check(session, request) if held else TOO_LATE
+        if stop is None:
+            stop = approved_text.send_time_problem(request, self.whatcounts.list_messages(budget=budget))
         if stop is not None:
             return self._finish(request, State.FAILED, "failed", reason=stop)
-        assert self.whatcounts is not None
         if request.dry_run or self.dry_run:
             return self._finish(request, State.SENT, "sent", whatcounts_status="dry run", dry_run=True, reason=(
                 "DRY RUN: WhatCounts was not called. The bot would have sent POST "
                 + send_url("", request.message_name, request.sender_code, request.campaign_name,
                            request.description, request.group_name)))
+        with self.sessions.begin() as session:
+            if not self._hold(session, request_id, budget):
+                return self._finish(request, State.FAILED, "failed", reason=TOO_LATE)
         outcome = self.whatcounts.send(request.message_name, request.sender_code, request.campaign_name,
-                                       request.description, request.group_name)
+                                       request.description, request.group_name, budget=budget)
         return self._record(request, outcome)
+
+    def _hold(self, session: Session, request_id: str, seconds: float) -> bool:
+        """Move a SENDING request's deadline to `seconds` (+ grace) from now, unless it has already passed."""
+        now = self.clock()
+        return session.execute(update(SendRequest).where(
+            SendRequest.id == request_id, SendRequest.state == State.SENDING, SendRequest.sending_deadline > now,
+        ).values(sending_deadline=now + timedelta(seconds=seconds) + SENDING_GRACE)).rowcount == 1  # type: ignore[attr-defined]
 
     def _send_time_check(self, session: Session, request: SendRequest) -> str | None:
         """Grants are checked again just before the POST: a revoked grant stops the send."""
@@ -343,27 +365,71 @@ class Lifecycle:
     def _record(self, request: SendRequest, outcome: Outcome) -> RequestView:
         match outcome:
             case Sent(id=wc_id, status=status):
-                return self._finish(request, State.SENT, "sent", whatcounts_id=wc_id, whatcounts_status=status,
-                                    http_status=200)
+                stored_id, stored_status = _fit(SendRequest.whatcounts_id, wc_id), _fit(
+                    SendRequest.whatcounts_status, status)
+                note = None if (stored_id, stored_status) == (wc_id, status) else (
+                    "WhatCounts answered with a longer id or status than the bot stores; in full: id "
+                    f"“{_clip(wc_id, 1000)}”, status “{_clip(status, 1000)}” (also in the audit trail).")
+                return self._finish(request, State.SENT, "sent", whatcounts_id=stored_id,
+                                    whatcounts_status=stored_status, http_status=200, reason=note,
+                                    _audit={"whatcounts_id": wc_id, "whatcounts_status": status})
             case Rejected(http_status=code, error=error):
                 return self._finish(request, State.FAILED, "failed", http_status=code, error_text=error)
             case NotSent(reason=reason):
                 return self._finish(request, State.FAILED, "failed", reason=f"Not sent: {reason}.")
-            case Unknown(reason=reason):
-                return self._finish(request, State.UNKNOWN, "unknown", reason=f"Outcome unknown: {reason}.")
+            case Unknown(reason=reason, http_status=code):
+                return self._finish(request, State.UNKNOWN, "unknown", reason=f"Outcome unknown: {reason}.",
+                                    http_status=code)
         raise AssertionError(outcome)
 
-    def _finish(self, request: SendRequest, state: State, event: str, **values: object) -> RequestView:
-        # UNKNOWN too: a real answer that arrives after a sweep gave up on us still wins.
+    def _finish(self, request: SendRequest, state: State, event: str, _audit: dict[str, object] | None = None,
+                **values: object) -> RequestView:
+        """Record an outcome of ours, with its audit event in the same transaction.
+
+        From UNKNOWN too: a real answer that arrives after a sweep gave up on us still wins. An
+        answer that arrives after an outcome was recorded otherwise (an admin's `resolve`) is
+        never dropped: see `_late_outcome`. `_audit` overrides what the audit event says.
+        """
+        details = {k: v for k, v in {**values, **(_audit or {})}.items() if v is not None}
         with self.sessions.begin() as session:
-            if not self._transition(session, request.id, (State.SENDING, State.UNKNOWN), state,
-                                    finished_at=self.clock(), outcome_posted=False, **values):
-                log.warning("request %s: outcome %s arrived after it was closed", request.id, state)
-            audit.record(session, event, "system", request_id=request.id, sender_code=request.sender_code,
-                         **{k: v for k, v in values.items() if v is not None})
+            if self._transition(session, request.id, (State.SENDING, State.UNKNOWN), state,
+                                finished_at=self.clock(), outcome_posted=False, **values):
+                audit.record(session, event, "system", request_id=request.id, sender_code=request.sender_code,
+                             **details)
+            else:
+                self._late_outcome(session, request, state, event, values, details)
             view = read_view(session, request.id)
         assert view is not None
         return view
+
+    def _late_outcome(self, session: Session, request: SendRequest, state: State, event: str,
+                      values: dict[str, object], details: dict[str, object]) -> None:
+        """Our outcome came after another was recorded. If they agree, it is only audited; if one
+        says sent and the other not, the request becomes UNKNOWN again with both told, for an admin
+        to resolve, and the conflict is audited: state and audit trail never disagree."""
+        recorded = session.get(SendRequest, request.id, populate_existing=True)
+        assert recorded is not None
+        was = State(recorded.state)
+        conflict = was in (State.SENT, State.FAILED) and state != State.UNKNOWN and (was == State.SENT) != (
+            state == State.SENT)
+        if not conflict:
+            log.warning("request %s: outcome %s arrived after it was recorded as %s", request.id, state, was)
+            audit.record(session, "late_outcome", "system", request_id=request.id, sender_code=request.sender_code,
+                         outcome=event, recorded=str(was), **details)
+            return
+        log.warning("request %s: outcome %s contradicts the recorded %s", request.id, state, was)
+        recorded_as = "sent" if was == State.SENT else "not sent"
+        by = f" by {recorded.closed_by}" if recorded.closed_by else ""
+        reason = (f"Conflicting outcomes: this send was recorded as {recorded_as}{by} "
+                  f"(“{_clip(recorded.reason or recorded.error_text or '', 300)}”), and then "
+                  f"{_late_answer(state, values)}.")
+        extra = {k: values[k] for k in ("whatcounts_id", "whatcounts_status") if values.get(k) is not None}
+        reopened = self._transition(session, request.id, (was,), State.UNKNOWN, reason=reason,
+                                    outcome_posted=False, finished_at=self.clock(), **extra)
+        # Not reopened: the record changed again meanwhile; the answer is still kept in the trail.
+        audit.record(session, "late_outcome_conflict" if reopened else "late_outcome", "system",
+                     request_id=request.id, sender_code=request.sender_code, outcome=event, recorded=str(was),
+                     recorded_by=recorded.closed_by, **details)
 
     def resolve(self, request_id: str, admin_id: str, sent: bool, note: str) -> RequestView | Refused:
         """An admin records what WhatCounts support said about an unknown outcome."""
@@ -439,3 +505,23 @@ class Lifecycle:
         view = read_view(session, request_id)
         assert view is not None, request_id
         return view
+
+
+def _fit(column: object, text: str) -> str:
+    """`text` clipped to what a String(n) column holds."""
+    length = getattr(getattr(column, "type", None), "length", None)
+    return text if length is None or len(text) <= length else text[:length - 1] + "…"
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def _late_answer(state: State, values: dict[str, object]) -> str:
+    if state == State.SENT:
+        return (f"WhatCounts answered that it accepted the send (id {values.get('whatcounts_id')}, status "
+                f"{values.get('whatcounts_status')}), so it has most likely gone out")
+    if values.get("http_status"):
+        return (f"WhatCounts answered that it refused the send (HTTP {values['http_status']}: "
+                f"“{_clip(str(values.get('error_text') or ''), 300)}”)")
+    return f"the bot found: {_clip(str(values.get('reason') or ''), 300)}"

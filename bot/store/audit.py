@@ -22,7 +22,8 @@ log = logging.getLogger(__name__)
 
 EVENTS = frozenset({
     "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",
-    "failed", "unknown", "resolved", "grant", "revoke", "sender_code", "quiet_override", "refused",
+    "failed", "unknown", "resolved", "late_outcome", "late_outcome_conflict", "grant", "revoke", "sender_code",
+    "quiet_override", "refused",
 })
 MAX_DETAIL = 500  # characters of a typed command kept with a refusal
 

@@ -8,11 +8,15 @@ reported as `Unknown` and never retried: a send costs money and cannot be recall
 from __future__ import annotations
 
 import base64
+import json
 import re
+import socket
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 from urllib.parse import quote, urlencode
 
 import httpx
@@ -45,9 +49,13 @@ class NotSent:
 
 @dataclass(frozen=True)
 class Unknown:
-    """The request may have reached WhatCounts, but no answer came back."""
+    """The request may have reached WhatCounts, but no answer from WhatCounts itself came back.
+
+    `http_status`: what answered instead, if anything did (a gateway's page, a redirect).
+    """
 
     reason: str
+    http_status: int | None = None
 
 
 Outcome = Sent | Rejected | NotSent | Unknown
@@ -74,8 +82,82 @@ def basic_auth(realm: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{realm}:{password}".encode()).decode("ascii")
 
 
+class _Unfinished(Exception):
+    """The answer did not arrive complete within the call's limits."""
+
+
+class _Overdue(_Unfinished):
+    pass
+
+
+class _TooLarge(_Unfinished):
+    pass
+
+
+class _Watchdog:
+    """Ends one HTTP exchange at a wall-clock deadline, however the server trickles its answer.
+
+    httpx's timeouts apply to each connect, read and write; a server that sends a byte a
+    second never trips them. httpcore's `trace` extension hands over each new connection's
+    stream, and when the timer fires its socket is shut down, which wakes the blocked read
+    with an error. (The client keeps no idle connections, so every exchange connects anew
+    and is traced.)
+    """
+
+    _CONNECTED = (".connect_tcp.complete", ".start_tls.complete", ".connect_unix_socket.complete")
+
+    def __init__(self, seconds: float) -> None:
+        self.fired = False
+        self._lock = threading.Lock()
+        self._socket: socket.socket | None = None
+        self._timer = threading.Timer(max(0.0, seconds), self._fire)
+        self._timer.daemon = True
+
+    def __enter__(self) -> Self:
+        self._timer.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._timer.cancel()
+
+    def trace(self, event: str, info: dict[str, Any]) -> None:
+        stream = info.get("return_value") if event.endswith(self._CONNECTED) else None
+        if stream is None:
+            return
+        sock = stream.get_extra_info("socket")
+        with self._lock:
+            self._socket = sock
+            fired = self.fired
+        if fired:
+            _shut(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            self.fired = True
+            sock = self._socket
+        _shut(sock)
+
+
+def _shut(sock: socket.socket | None) -> None:
+    if sock is None:
+        return
+    try:  # the plain socket's shutdown, also under TLS: it wakes a blocked read on every platform
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+# Upper bounds on what is read of an answer: a send's answer is a small JSON object.
+SEND_ANSWER_LIMIT = 64 * 1024
+LISTING_ANSWER_LIMIT = 16 * 1024 * 1024
+
+
 class WhatCountsClient:
-    """One per process; thread-safe (httpx.Client is)."""
+    """One per process; thread-safe (httpx.Client is).
+
+    Every call is bounded by `timeout` seconds of wall clock in all, from the first connect
+    to the last byte of the answer (see `_Watchdog`).
+    """
 
     CONNECT_ATTEMPTS = 3
 
@@ -99,55 +181,98 @@ class WhatCountsClient:
             },
             transport=transport,
             follow_redirects=False,
+            limits=httpx.Limits(max_keepalive_connections=0),  # a fresh, traced connection per call
         )
 
     def max_duration(self) -> float:
-        """An upper bound on one `send` call, retries included (see `SendRequest.sending_deadline`)."""
-        attempts = self.CONNECT_ATTEMPTS
-        backoff = sum(self._backoff * 2**i for i in range(attempts - 1))
-        return attempts * self.connect_timeout + backoff + 2 * self.timeout  # + writing and reading
+        """An upper bound on sending one request: checking its message, then the POST, each
+        bounded by `timeout` (see `SendRequest.sending_deadline`)."""
+        return 2 * self.timeout
+
+    def _exchange(self, method: str, url: str, seconds: float, limit: int,
+                  params: dict[str, Any] | None = None) -> tuple[httpx.Response, bytes]:
+        """One request and its whole answer (at most `limit` bytes) within `seconds`, or an exception."""
+        deadline = time.monotonic() + seconds
+        timeout = httpx.Timeout(seconds, connect=min(self.connect_timeout, seconds))
+        with _Watchdog(seconds) as watchdog:
+            try:
+                with self._client.stream(method, url, params=params, timeout=timeout,
+                                         extensions={"trace": watchdog.trace}) as response:
+                    body = bytearray()
+                    for chunk in response.iter_bytes():
+                        body += chunk
+                        if len(body) > limit:
+                            raise _TooLarge
+                        if time.monotonic() > deadline:
+                            raise _Overdue
+                    if watchdog.fired:
+                        raise _Overdue
+                    return response, bytes(body)
+            except (httpx.TransportError, OSError):
+                if watchdog.fired and not _never_connected(sys.exc_info()[1]):
+                    raise _Overdue from None
+                raise
 
     def send(self, message: str, sender_code: str, campaign: str,
-             description: str | None = None, group_name: str | None = None) -> Outcome:
+             description: str | None = None, group_name: str | None = None, *,
+             budget: float | None = None) -> Outcome:
+        """POST the send once, within `timeout` seconds (or `budget`, if less) of wall clock in all."""
         url = send_url(self.base_url, message, sender_code, campaign, description, group_name)
+        seconds = self.timeout if budget is None else max(0.0, min(self.timeout, budget))
         started = time.monotonic()
-        outcome: Outcome
-        for attempt in range(self.CONNECT_ATTEMPTS):
-            if attempt:
-                self._sleep(self._backoff * 2 ** (attempt - 1))
+        deadline = started + seconds
+        outcome: Outcome | None = None
+        attempts, last_error = 0, "there was no time left to connect to WhatCounts"
+        while attempts < self.CONNECT_ATTEMPTS:
+            if attempts:
+                self._sleep(max(0.0, min(self._backoff * 2 ** (attempts - 1), deadline - time.monotonic())))
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            attempts += 1
             try:
-                response = self._client.post(url)
+                response, body = self._exchange("POST", url, left, SEND_ANSWER_LIMIT)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 last_error = f"could not connect to WhatCounts ({type(exc).__name__})"
                 continue
+            except _Overdue:
+                outcome = Unknown(f"WhatCounts did not finish answering within {seconds:g} s")
+            except _TooLarge:
+                outcome = Unknown("WhatCounts' answer was far larger than any answer to a send")
             except httpx.TimeoutException as exc:
-                outcome = Unknown(f"no answer from WhatCounts within {self.timeout:g} s ({type(exc).__name__})")
-            except httpx.HTTPError as exc:
+                outcome = Unknown(f"no answer from WhatCounts within {seconds:g} s ({type(exc).__name__})")
+            except (httpx.HTTPError, OSError) as exc:
                 outcome = Unknown(f"the connection to WhatCounts broke before it answered ({type(exc).__name__})")
             else:
-                outcome = _read_response(response)
+                outcome = _read_response(response.status_code, response.reason_phrase, body)
             break
-        else:
-            outcome = NotSent(f"{last_error} after {self.CONNECT_ATTEMPTS} attempts")
+        if outcome is None:
+            outcome = NotSent(f"{last_error} after {attempts} attempt{'s' if attempts != 1 else ''}")
         if self._observer is not None:
             self._observer(outcome, time.monotonic() - started)
         return outcome
 
-    def list_messages(self) -> list[SmsMessage] | None:
+    def list_messages(self, budget: float | None = None) -> list[SmsMessage] | None:
         """The realm's SMS messages (`GET /rest/sms?skip=N`, 500 a page, until a short page).
 
         None when WhatCounts cannot be reached, is slow (a short timeout: this feeds a form),
         answers an error or anything but a list, or pages in a way that cannot be trusted.
+        `budget`: seconds of wall clock for the whole listing; without it, each page gets its own.
         Only reads, so a caller may simply ask again later.
         """
-        timeout = httpx.Timeout(min(self.timeout, MESSAGES_TIMEOUT))
+        deadline = None if budget is None else time.monotonic() + budget
         messages: dict[str, SmsMessage] = {}
         for page in range(MESSAGES_MAX_PAGES):
+            seconds = min(self.timeout, MESSAGES_TIMEOUT)
+            if deadline is not None:
+                seconds = min(seconds, deadline - time.monotonic())
+                if seconds <= 0:
+                    return None
             try:
-                response = self._client.get(f"{self.base_url}{MESSAGES_PATH}",
-                                            params={"skip": page * MESSAGES_PAGE}, timeout=timeout)
-                body = response.json() if response.status_code == 200 else None
-            except (httpx.HTTPError, ValueError):
+                response, raw = self._exchange("GET", f"{self.base_url}{MESSAGES_PATH}", seconds,
+                                               LISTING_ANSWER_LIMIT, params={"skip": page * MESSAGES_PAGE})
+                body = json.loads(raw) if response.status_code == 200 else None
+            except (httpx.HTTPError, OSError, ValueError, _Unfinished):
                 return None
             if not isinstance(body, list):
                 return None
@@ -163,19 +288,32 @@ class WhatCountsClient:
         self._client.close()
 
 
-def _read_response(response: httpx.Response) -> Outcome:
+def _never_connected(exc: BaseException | None) -> bool:
+    return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
+
+
+def _read_response(status: int, reason_phrase: str, body: bytes) -> Outcome:
+    """Only WhatCounts' own error JSON is a refusal. A gateway's page, a redirect or any other
+    body may stand in front of a send that went out, so it is `Unknown`."""
     try:
-        body = response.json()
+        data = json.loads(body)
     except ValueError:
-        body = None
-    if response.status_code == 200:
-        if isinstance(body, dict) and body.get("id") is not None:
-            return Sent(id=str(body["id"]), status=str(body.get("status", "")), body=body)
-        return Unknown("WhatCounts answered 200 but without a send id")
-    if isinstance(body, dict) and body.get("error"):
-        return Rejected(response.status_code, str(body["error"]))
-    text = response.text.strip()[:300] or response.reason_phrase
-    return Rejected(response.status_code, text)
+        data = None
+    if status == 200:
+        if isinstance(data, dict) and data.get("id") is not None:
+            return Sent(id=str(data["id"]), status=str(data.get("status", "")), body=data)
+        return Unknown("WhatCounts answered 200 but without a send id", http_status=200)
+    if 400 <= status < 600 and is_whatcounts_error(data):
+        return Rejected(status, data["error"])
+    kind = "a redirect" if 300 <= status < 400 else "an answer that is not WhatCounts' own error"
+    return Unknown(f"HTTP {status} {reason_phrase}: {kind}, as a proxy or gateway in front of WhatCounts "
+                   "gives; the send may have reached WhatCounts", http_status=status)
+
+
+def is_whatcounts_error(data: Any) -> bool:
+    """WhatCounts' error body: `{"error": "<text>", "status": "<reason phrase>", "statusCode": <int>}`."""
+    return (isinstance(data, dict) and isinstance(data.get("error"), str) and bool(data["error"].strip())
+            and isinstance(data.get("statusCode"), int) and not isinstance(data["statusCode"], bool))
 
 
 _EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
