@@ -98,7 +98,7 @@ class SendRequest(Base):
         Index("ix_send_requests_state_expires", "state", "expires_at"),
         Index("ix_send_requests_card_sync", "card_version", "version"),
         Index("ix_send_requests_created_at", "created_at"),
-        UniqueConstraint("view_id", name="uq_send_requests_view_id"),
+        Index("uq_send_requests_view_id", "view_id", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)

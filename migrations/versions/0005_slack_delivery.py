@@ -25,19 +25,22 @@ branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
+# Plain ALTER TABLE, no batch rebuild: SQLite cannot drop `send_requests` while `approvals`
+# refers to it (foreign keys are on), and adding nullable or defaulted columns needs no rebuild.
+# The view id's uniqueness is a unique index, which SQLite can add to an existing table.
+
+
 def upgrade() -> None:
-    with op.batch_alter_table('send_requests', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('view_id', sa.String(length=64), nullable=True))
-        batch_op.add_column(sa.Column('outcome_claimed_until', sa.DateTime(), nullable=True))
-        batch_op.add_column(sa.Column('card_attempts', sa.Integer(), server_default='0', nullable=False))
-        batch_op.add_column(sa.Column('card_retry_at', sa.DateTime(), nullable=True))
-        batch_op.create_unique_constraint('uq_send_requests_view_id', ['view_id'])
-        batch_op.create_index('ix_send_requests_created_at', ['created_at'])
+    op.add_column('send_requests', sa.Column('view_id', sa.String(length=64), nullable=True))
+    op.add_column('send_requests', sa.Column('outcome_claimed_until', sa.DateTime(), nullable=True))
+    op.add_column('send_requests', sa.Column('card_attempts', sa.Integer(), server_default='0', nullable=False))
+    op.add_column('send_requests', sa.Column('card_retry_at', sa.DateTime(), nullable=True))
+    op.create_index('uq_send_requests_view_id', 'send_requests', ['view_id'], unique=True)
+    op.create_index('ix_send_requests_created_at', 'send_requests', ['created_at'])
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('send_requests', schema=None) as batch_op:
-        batch_op.drop_index('ix_send_requests_created_at')
-        batch_op.drop_constraint('uq_send_requests_view_id', type_='unique')
-        for column in ('card_retry_at', 'card_attempts', 'outcome_claimed_until', 'view_id'):
-            batch_op.drop_column(column)
+    op.drop_index('ix_send_requests_created_at', 'send_requests')
+    op.drop_index('uq_send_requests_view_id', 'send_requests')
+    for column in ('card_retry_at', 'card_attempts', 'outcome_claimed_until', 'view_id'):
+        op.drop_column('send_requests', column)
