@@ -17,6 +17,7 @@ from alembic import command
 from sqlalchemy import text, update
 
 from bot.requests.outbox import MAX_CARD_ATTEMPTS, Outbox, card_backoff
+from bot.slack.views import CARD_POST_TIMEOUT
 from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import SendRequest, State
@@ -114,6 +115,18 @@ def test_a_person_who_closed_the_posting_form_is_told_in_the_channel_when_the_ca
     told = slack.wait_ephemeral(REQUESTER, "not posted")
     assert "archived" in told
     assert db.requests() == []
+
+
+def test_a_slack_that_never_answers_the_card_post_saves_nothing_and_says_so(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    view = slack.open_form(REQUESTER)
+    fake_slack.slow("chat.postMessage", CARD_POST_TIMEOUT + 3)  # past the bot's bound on the call
+    response, took = submit_timed(slack, view)
+    assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
+    told = form_updated(fake_slack, "not posted")
+    assert "did not confirm" in told and "its buttons do nothing" in told
+    assert db.requests() == [] and "requested" not in db.events()
 
 
 def test_a_card_posted_slowly_for_a_request_that_cannot_be_stored_is_taken_back(
