@@ -120,6 +120,7 @@ class SlackFailure:
     times: int | None = None  # None: every time
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
+    when: Callable[[dict[str, Any]], bool] | None = None  # only calls whose parameters match; None: all
 
 
 class FakeSlack(_LoopbackServer):
@@ -128,6 +129,7 @@ class FakeSlack(_LoopbackServer):
     def __init__(self) -> None:
         self._ts = itertools.count(1)
         self.failures: list[SlackFailure] = []
+        self.delays: dict[str, float] = {}  # seconds a method takes to answer (after being recorded)
         self.socket_mode_url = ""  # where apps.connections.open sends Socket Mode clients
         super().__init__()
 
@@ -136,19 +138,25 @@ class FakeSlack(_LoopbackServer):
         return self.url + "/api/"
 
     def fail(self, method: str, error: str, times: int | None = None, status: int = 200,
-             headers: dict[str, str] | None = None) -> None:
-        self.failures.append(SlackFailure(method, error, times, status, headers or {}))
+             headers: dict[str, str] | None = None, when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        self.failures.append(SlackFailure(method, error, times, status, headers or {}, when))
+
+    def slow(self, method: str, seconds: float) -> None:
+        """Answer `method` only after `seconds` (0: at once again), as a slow Slack does."""
+        self.delays[method] = seconds
 
     def answer(self, received: Received) -> tuple[int, dict[str, str], bytes]:
         if not received.path.startswith("/api/"):
             return _json(200, {"ok": True})
         method = received.path.removeprefix("/api/")
+        if delay := self.delays.get(method):
+            time.sleep(delay)
+        params = received.params()
         for failure in self.failures:
-            if failure.method == method and failure.times != 0:
+            if failure.method == method and failure.times != 0 and (failure.when is None or failure.when(params)):
                 if failure.times is not None:
                     failure.times -= 1
                 return _json(failure.status, {"ok": False, "error": failure.error}, failure.headers)
-        params = received.params()
         if method == "apps.connections.open" and self.socket_mode_url:
             return _json(200, {"ok": True, "url": self.socket_mode_url})
         if method == "auth.test":

@@ -431,7 +431,8 @@ class SlackDriver:
         assert response.text == "", f"expected the form, got a reply: {response.text}"
         self._join()
         self.slack.wait_until(lambda: len(self.slack.calls("views.open")) > before, what="views.open")
-        return self.slack.calls("views.open")[-1]["view"]
+        # Slack gives every opened modal an id of its own; submitting it again sends the same id.
+        return {**self.slack.calls("views.open")[-1]["view"], "id": f"V{next(self._ids)}"}
 
     def submit(self, user_id: str, view: dict[str, Any], **values: str | None) -> httpx.Response:
         """Submit the form with these values by block id (a select's option value); None leaves it empty."""
@@ -451,9 +452,10 @@ class SlackDriver:
             "type": "view_submission", "team": {"id": "T1", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
             "api_app_id": "A1", "token": "legacy-verification-token", "trigger_id": f"trigger-{next(self._ids)}",
-            "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
-                     "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
-                     "blocks": view["blocks"], "title": view["title"], "state": {"values": state}},
+            "view": {"id": view.get("id", "V1"), "team_id": "T1", "type": "modal",
+                     "callback_id": view["callback_id"], "private_metadata": view.get("private_metadata", ""),
+                     "hash": "1700000000.abc", "blocks": view["blocks"], "title": view["title"],
+                     "state": {"values": state}},
             "response_urls": [],
         }
         return self.post(urlencode({"payload": json.dumps(payload)}))
@@ -477,7 +479,7 @@ class SlackDriver:
         assert response.status_code == 200, response.text
         self._join()
         self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
-        return self.slack.calls("views.update")[-1]["view"]
+        return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
 
     def suggest(self, user_id: str, query: str) -> httpx.Response:
         """The message type-ahead's options request (`block_suggestion`), as Slack sends it."""

@@ -47,6 +47,9 @@ TOO_LATE = ("Not sent: the bot was held up before it could call WhatCounts, past
             "itself for a send, so it gave up without sending. Request the send again.")
 
 
+ALREADY_SUBMITTED = "This form was already submitted: its request is in the channel."
+
+
 @dataclass(frozen=True)
 class Refused:
     """The user may not do this; nothing changed."""
@@ -171,23 +174,39 @@ class Lifecycle:
         )
 
     def store(self, draft: SendRequest, card_ts: str) -> RequestView | Refused:
-        """Store a drafted request once its card is posted; grants are checked again."""
-        with self.sessions.begin() as session:
-            if not grants.has_role(session, draft.requester_id, Role.REQUESTER, draft.sender_code):
-                return Refused(f"You have no grant to request sends for sender code {draft.sender_code}.")
-            draft.card_ts = card_ts
-            session.add(draft)
-            audit.record(session, "requested", draft.requester_id, request_id=draft.id,
-                         sender_code=draft.sender_code, channel_id=draft.channel_id,
-                         message_name=draft.message_name, campaign_name=draft.campaign_name,
-                         description=draft.description, group_name=draft.group_name,
-                         approvals_required=draft.approvals_required, message_verified=draft.message_verified,
-                         dry_run=draft.dry_run)
-            if draft.quiet_override:
-                audit.record(session, "quiet_override", draft.requester_id, request_id=draft.id,
-                             sender_code=draft.sender_code, quiet_hours=draft.quiet_hours,
-                             reason=draft.quiet_override)
+        """Store a drafted request once its card is posted; grants are checked again.
+
+        A draft with a `view_id` already stored (the same form submitted twice) is refused
+        with `ALREADY_SUBMITTED`: one form makes at most one request.
+        """
+        try:
+            with self.sessions.begin() as session:
+                if not grants.has_role(session, draft.requester_id, Role.REQUESTER, draft.sender_code):
+                    return Refused(f"You have no grant to request sends for sender code {draft.sender_code}.")
+                draft.card_ts = card_ts
+                session.add(draft)
+                session.flush()  # the unique view id is judged here, before anything is audited
+                audit.record(session, "requested", draft.requester_id, request_id=draft.id,
+                             sender_code=draft.sender_code, channel_id=draft.channel_id,
+                             message_name=draft.message_name, campaign_name=draft.campaign_name,
+                             description=draft.description, group_name=draft.group_name,
+                             approvals_required=draft.approvals_required, message_verified=draft.message_verified,
+                             dry_run=draft.dry_run)
+                if draft.quiet_override:
+                    audit.record(session, "quiet_override", draft.requester_id, request_id=draft.id,
+                                 sender_code=draft.sender_code, quiet_hours=draft.quiet_hours,
+                                 reason=draft.quiet_override)
+        except IntegrityError:
+            if draft.view_id is not None and self.submitted(draft.view_id) is not None:
+                return Refused(ALREADY_SUBMITTED)
+            raise
         return RequestView(draft)
+
+    def submitted(self, view_id: str) -> RequestView | None:
+        """The request already made from this Slack form, if any."""
+        with self.sessions() as session:
+            found = session.scalar(select(SendRequest.id).where(SendRequest.view_id == view_id))
+            return read_view(session, found) if found is not None else None
 
     # --- deciding --------------------------------------------------------------------
 

@@ -2,50 +2,116 @@
 
 A card update or a thread post that fails is not lost: the request's `version` runs ahead of
 its `card_version`, or its outcome stays unposted, until a sweep in any process catches up.
+
+Outcome posts are leased: the poster claims the post until `outcome_claimed_until`, and marks
+it posted only once Slack took it. A process that dies in between leaves a lease that lapses,
+after which a sweep in any process posts the outcome.
+
+A card that fails to update backs off (`card_retry_at`, doubling up to a cap) and is given up
+after `MAX_CARD_ATTEMPTS`, so one card Slack will not take never holds up the others; sweeps
+take the oldest cards first.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.lifecycle import TERMINAL_WITH_OUTCOME
 from bot.requests.reading import RequestView, read_view
+from bot.store.engine import utcnow
 from bot.store.models import SendRequest
+
+log = logging.getLogger(__name__)
+
+# Longer than any one post can take (the Slack client's timeout and its rate-limit retries),
+# so a live poster is never doubled; a dead one delays its outcome by at most this much.
+OUTCOME_LEASE = timedelta(minutes=2)
+MAX_CARD_ATTEMPTS = 10
+CARD_BACKOFF_FIRST = timedelta(seconds=5)
+CARD_BACKOFF_MAX = timedelta(minutes=10)
+
+
+def card_backoff(attempts: int) -> timedelta:
+    """How long to wait after the `attempts`-th failed update of one card (5 s, 10 s, 20 s … 10 min)."""
+    return min(CARD_BACKOFF_FIRST * 2 ** max(attempts - 1, 0), CARD_BACKOFF_MAX)
 
 
 @dataclass
 class Outbox:
     sessions: sessionmaker[Session]
+    clock: Callable[[], datetime] = field(default=utcnow)
 
     def cards_behind(self, limit: int = 50) -> list[RequestView]:
-        """Requests whose card does not yet show their latest state (a card update failed)."""
+        """Requests whose card does not yet show their latest state (a card update failed),
+        oldest first, leaving out those backing off or given up."""
+        now = self.clock()
         with self.sessions() as session:
-            ids = list(session.scalars(select(SendRequest.id).where(SendRequest.card_version < SendRequest.version)
-                                       .limit(limit)))
-            return [v for i in ids if (v := read_view(session, i)) is not None]
-
-    def outcomes_unposted(self, limit: int = 50) -> list[RequestView]:
-        with self.sessions() as session:
-            ids = list(session.scalars(select(SendRequest.id).where(
-                SendRequest.state.in_(TERMINAL_WITH_OUTCOME), SendRequest.outcome_posted.is_(False)).limit(limit)))
+            ids = list(session.scalars(
+                select(SendRequest.id).where(
+                    SendRequest.card_version < SendRequest.version,
+                    SendRequest.card_attempts < MAX_CARD_ATTEMPTS,
+                    or_(SendRequest.card_retry_at.is_(None), SendRequest.card_retry_at <= now))
+                .order_by(SendRequest.created_at, SendRequest.id).limit(limit)))
             return [v for i in ids if (v := read_view(session, i)) is not None]
 
     def card_shown(self, request_id: str, version: int) -> None:
         with self.sessions.begin() as session:
             session.execute(update(SendRequest).where(SendRequest.id == request_id,
                                                       SendRequest.card_version < version)
-                            .values(card_version=version))
+                            .values(card_version=version, card_attempts=0, card_retry_at=None))
 
-    def claim_outcome_post(self, request_id: str) -> bool:
-        """True for the one caller that should post this outcome to the thread."""
+    def card_failed(self, request_id: str) -> bool:
+        """Count a failed card update and put the next try off; False once the card is given up."""
         with self.sessions.begin() as session:
-            return session.execute(update(SendRequest).where(
-                SendRequest.id == request_id, SendRequest.outcome_posted.is_(False),
-                SendRequest.state.in_(TERMINAL_WITH_OUTCOME)).values(outcome_posted=True)).rowcount == 1
+            session.execute(update(SendRequest).where(SendRequest.id == request_id)
+                            .values(card_attempts=SendRequest.card_attempts + 1))
+            attempts = session.scalar(select(SendRequest.card_attempts).where(SendRequest.id == request_id))
+            if attempts is None:
+                return False
+            session.execute(update(SendRequest).where(SendRequest.id == request_id)
+                            .values(card_retry_at=self.clock() + card_backoff(attempts)))
+        if attempts >= MAX_CARD_ATTEMPTS:
+            log.error("request %s: card update failed %d times; giving up on it (its state is in the database "
+                      "and `sms-bot audit`)", request_id, attempts)
+            return False
+        return True
+
+    def outcomes_unposted(self, limit: int = 50) -> list[RequestView]:
+        """Outcomes not yet in the thread and not leased to a live poster, oldest first."""
+        now = self.clock()
+        with self.sessions() as session:
+            ids = list(session.scalars(select(SendRequest.id).where(
+                SendRequest.state.in_(TERMINAL_WITH_OUTCOME), SendRequest.outcome_posted.is_(False),
+                or_(SendRequest.outcome_claimed_until.is_(None), SendRequest.outcome_claimed_until <= now))
+                .order_by(SendRequest.created_at, SendRequest.id).limit(limit)))
+            return [v for i in ids if (v := read_view(session, i)) is not None]
+
+    def claim_outcome_post(self, request_id: str, version: int) -> bool:
+        """True for the one caller that should post this outcome (the state seen at `version`) now."""
+        now = self.clock()
+        with self.sessions.begin() as session:
+            return session.execute(update(SendRequest).where(  # type: ignore[attr-defined, no-any-return]
+                SendRequest.id == request_id, SendRequest.version == version,
+                SendRequest.outcome_posted.is_(False), SendRequest.state.in_(TERMINAL_WITH_OUTCOME),
+                or_(SendRequest.outcome_claimed_until.is_(None), SendRequest.outcome_claimed_until <= now),
+            ).values(outcome_claimed_until=now + OUTCOME_LEASE)).rowcount == 1
+
+    def outcome_post_done(self, request_id: str, version: int) -> None:
+        """Slack took the post. If the outcome changed meanwhile, the new one is left to post."""
+        with self.sessions.begin() as session:
+            session.execute(update(SendRequest).where(SendRequest.id == request_id, SendRequest.version == version)
+                            .values(outcome_posted=True, outcome_claimed_until=None))
+            session.execute(update(SendRequest).where(SendRequest.id == request_id, SendRequest.version != version)
+                            .values(outcome_claimed_until=None))
 
     def release_outcome_post(self, request_id: str) -> None:
+        """The post failed: the next sweep tries again."""
         with self.sessions.begin() as session:
-            session.execute(update(SendRequest).where(SendRequest.id == request_id).values(outcome_posted=False))
+            session.execute(update(SendRequest).where(SendRequest.id == request_id)
+                            .values(outcome_claimed_until=None))

@@ -97,7 +97,7 @@ def build_runtime(settings: Settings) -> Runtime:
     app.use(_bind_request_id)
     publisher = CardPublisher(client, core.lifecycle, core.outbox)
     commands.register(app, core.form, core.catalog, core.cache)
-    views.register(app, core.form, core.lifecycle, core.catalog)
+    views.register(app, core.form, core.lifecycle, core.catalog, core.work)
     actions.register(app, core.lifecycle, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,
                    settings.slack_signing_secret)

@@ -74,6 +74,19 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def fit(markup: str, limit: int) -> str:
+    """Markup (already escaped) clipped to `limit` characters, never cutting an entity (`&amp;`)
+    or a `<…>` token in two: clipping before escaping lets escaping push text past Slack's limits."""
+    if len(markup) <= limit:
+        return markup
+    cut = markup[:limit - 1]
+    if (amp := cut.rfind("&")) > cut.rfind(";"):
+        cut = cut[:amp]
+    if (lt := cut.rfind("<")) > cut.rfind(">"):
+        cut = cut[:lt]
+    return cut + "…"
+
+
 def fmt_time(request_time: Any) -> str:
     return f"{request_time:%Y-%m-%d %H:%M} UTC"
 
@@ -159,6 +172,30 @@ def _form(codes: tuple[SenderCodeSettings, ...], status: CodeStatus | None, over
                 submit="Request approval", close="Cancel", blocks=blocks).to_dict()
 
 
+WITHDRAWN = "This SMS send request was not saved, so nothing will be sent. Run /sms-send again if it is wanted."
+
+
+def _notice(text: str, title: str = "Send an SMS campaign") -> dict[str, Any]:
+    """A modal that only says something, with a Close button."""
+    return View(type="modal", callback_id=f"{REQUEST_CALLBACK}_notice", title=title, close="Close",
+                blocks=[SectionBlock(text=fit(text, SECTION_TEXT))]).to_dict()
+
+
+def posting_modal(channel_id: str) -> dict[str, Any]:
+    """What the form turns into when Slack is slow to take the request's card."""
+    return _notice(f":hourglass_flowing_sand: Posting your request in <#{channel_id}>… Slack is slow to answer. "
+                   "This window will say when it is done; you can close it, and if the request cannot be "
+                   "posted the bot will tell you in the channel.")
+
+
+def posted_modal(request_id: str, channel_id: str) -> dict[str, Any]:
+    return _notice(f":white_check_mark: Your request `{request_id}` is posted in <#{channel_id}> for approval.")
+
+
+def not_posted_modal(problem: str) -> dict[str, Any]:
+    return _notice(f":x: *Your request was not posted.* {escape(problem)}\nRun /sms-send again to make it.")
+
+
 def message_options(found: MessageSearch, query: str) -> list[dict[str, Any]]:
     """Type-ahead options: WhatCounts' messages, or, if it cannot be asked, what was typed, unverified."""
     options = [_option(m.name, m.name, m.text or None) for m in found.messages if len(m.name) <= MAX_OPTION_VALUE]
@@ -241,7 +278,9 @@ def _quiet_hours(request: SendRequest) -> list[RichPart]:
     return parts
 
 
+SECTION_TEXT = 3000  # Block Kit's limit on a section's text
 MAX_QUOTED = 2500  # of a section's 3000 characters
+MAX_ERROR = 2000  # WhatCounts' words on a refusal, of the outcome section's 3000
 
 
 def message_section(request: SendRequest) -> str:
@@ -295,7 +334,7 @@ def outcome_text(view: RequestView) -> str:
             return text + (f"\n{_reason(r)}" if r.reason else "") + \
                 "\nQuote the id to WhatCounts support for any question about this send."
         case State.FAILED if r.http_status:
-            return (f"WhatCounts refused the send (HTTP {r.http_status}): “{escape(r.error_text or '')}”.\n"
+            return (f"WhatCounts refused the send (HTTP {r.http_status}): “{fit(escape(r.error_text or ''), MAX_ERROR)}”.\n"
                     f"{explain_rejection(r.http_status, r.error_text or '')}")
         case State.FAILED | State.UNKNOWN:
             text = _reason(r)
@@ -321,7 +360,7 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         SectionBlock(text=message_section(request)),
         *message_quote(request),
         ContextBlock(elements=[MarkdownTextObject(text=f"Request `{request.id}` · {_approvals_line(view)}")]),
-        SectionBlock(text=outcome_text(view)),
+        SectionBlock(text=fit(outcome_text(view), SECTION_TEXT)),
     ]
     if request.state == State.PENDING:
         audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"

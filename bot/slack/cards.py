@@ -1,7 +1,10 @@
 """Keeping approval cards and outcome messages in Slack in step with the database.
 
 A failed Slack call is logged and left for the sweep: the database says which cards lag
-behind (`card_version < version`) and which outcomes are not yet posted.
+behind (`card_version < version`) and which outcomes are not yet posted. A card that cannot
+be drawn or that Slack refuses backs off and is finally given up (see `Outbox`), so it never
+holds up the others; an outcome post is leased, so a process that dies mid-post delays it
+but does not lose it.
 """
 
 from __future__ import annotations
@@ -31,15 +34,16 @@ class CardPublisher:
         try:
             self.client.chat_update(channel=r.channel_id, ts=r.card_ts, text=blocks.card_fallback(view),
                                     blocks=blocks.card(view))
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("request %s: card update failed, will retry: %s", r.id, _slack_error(exc))
+        except (SlackApiError, SlackClientError, OSError) as exc:  # a card too big to draw too
+            if self.outbox.card_failed(r.id):
+                log.warning("request %s: card update failed, will retry: %s", r.id, _slack_error(exc))
             return
         self.outbox.card_shown(r.id, r.version)
 
     def post_outcome(self, view: RequestView) -> None:
         """Post the outcome in the card's thread, broadcast to the channel; once."""
         r = view.request
-        if not self.outbox.claim_outcome_post(r.id):
+        if not self.outbox.claim_outcome_post(r.id, r.version):
             return
         try:
             self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, reply_broadcast=True,
@@ -47,6 +51,8 @@ class CardPublisher:
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("request %s: outcome post failed, will retry: %s", r.id, _slack_error(exc))
             self.outbox.release_outcome_post(r.id)
+            return
+        self.outbox.outcome_post_done(r.id, r.version)
 
     def show(self, view: RequestView) -> None:
         self.refresh(view)

@@ -97,6 +97,8 @@ class SendRequest(Base):
     __table_args__ = (
         Index("ix_send_requests_state_expires", "state", "expires_at"),
         Index("ix_send_requests_card_sync", "card_version", "version"),
+        Index("ix_send_requests_created_at", "created_at"),
+        Index("uq_send_requests_view_id", "view_id", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -136,6 +138,13 @@ class SendRequest(Base):
     version: Mapped[int] = mapped_column(Integer, default=1)
     card_version: Mapped[int] = mapped_column(Integer, default=1)
     outcome_posted: Mapped[bool] = mapped_column(default=False)
+    # Migration 0005. The Slack modal the request was submitted from: one request per form.
+    view_id: Mapped[str | None] = mapped_column(String(64))
+    # A lease on posting the outcome: held by the process posting it; lapsed, any sweep may post.
+    outcome_claimed_until: Mapped[datetime | None]
+    # Failed card updates since the card last showed its state, and when to try again.
+    card_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    card_retry_at: Mapped[datetime | None]
 
 
 class Approval(Base):
