@@ -4,12 +4,14 @@ the sweeper catching up on cards, and a graceful shutdown that lets a send in fl
 from __future__ import annotations
 
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
+from bot.store.engine import utcnow
 from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import (
     SECRETS,
@@ -100,6 +102,8 @@ def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
         assert attempts >= 3
 
         fake_slack.failures.clear()
+        outbox = bot.runtime.core.outbox
+        outbox.clock = lambda: utcnow() + timedelta(minutes=11)  # past the card's back-off
         bot.sweep()
     request = db.request(request_id)
     assert request.card_version == request.version

@@ -221,7 +221,11 @@ def test_a_card_shows_whatever_whatcounts_says_however_long(
     assert all(len(t) <= 3000 for t in texts)
     [outcome] = [t for t in texts if "WhatCounts refused the send" in t]
     assert "“Invalid &lt;request&gt; &amp; refused: Invalid" in outcome and "…”" in outcome
-    assert any("Sale &lt;b&gt; &amp; more" in t for t in texts)
+    quoted = [part["text"] for block in card["blocks"] if block["type"] == "rich_text"
+              for element in block["elements"] if element["type"] == "rich_text_quote"
+              for part in element["elements"]]
+    assert quoted and quoted[0].startswith("Sale <b> & more") and quoted[0].endswith("…")  # literal, clipped
+    assert len(quoted[0]) <= 3000
     posted = slack.wait_outcome("refused the send")
     assert "Invalid &lt;request&gt;" in posted["text"]
     request = db.request(request_id)
