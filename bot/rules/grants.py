@@ -30,7 +30,7 @@ def grants_by_user(session: Session, user_id: str | None = None) -> dict[str, di
         stmt = stmt.where(Grant.user_id == user_id)
     held: dict[str, dict[Role, set[str]]] = {}
     for user, role, code in session.execute(stmt):
-        held.setdefault(user, {}).setdefault(Role(role), set()).add(code)
+        held.setdefault(user, {}).setdefault(role, set()).add(code)
     return held
 
 

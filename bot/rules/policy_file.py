@@ -43,7 +43,7 @@ class PolicyError(Problems):
 @dataclass(frozen=True)
 class GrantRow:
     user: str
-    role: str
+    role: Role
     sender_code: str  # a normalized code, or "*" for every code
 
 
@@ -93,7 +93,7 @@ def export_policy(session: Session) -> str:
     document = {
         "version": VERSION,
         "sender_codes": [{"code": s.code, **s.policy()} for s in policy.sender_codes],
-        "grants": [{"user": g.user, "role": g.role, "sender_code": g.sender_code}
+        "grants": [{"user": g.user, "role": g.role.value, "sender_code": g.sender_code}
                    for g in sorted(policy.grants, key=lambda g: (g.user, g.role, g.sender_code))],
     }
     return HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False,
@@ -187,7 +187,7 @@ def parse_policy(text: str) -> Policy:
                             f"(got {raw_code!r})")
         if len(problems) > before:
             continue
-        grant = GrantRow(str(user), str(role), str(code))
+        grant = GrantRow(str(user), Role(role), str(code))
         if grant in seen_grants:
             problems.append(f"{path}: the same grant as {seen_grants[grant]}")
         else:
@@ -218,11 +218,11 @@ def import_policy(session: Session, text: str, by: str) -> ImportSummary:
     current = {GrantRow(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session)}
     wanted_grants = set(wanted.grants)
     for grant in sorted(current - wanted_grants, key=lambda g: (g.user, g.role, g.sender_code)):
-        grants.revoke(session, grant.user, Role(grant.role), grant.sender_code, by)
+        grants.revoke(session, grant.user, grant.role, grant.sender_code, by)
         summary.revoked.append(grant)
     for grant in wanted.grants:
         if grant not in current:
-            grants.grant(session, grant.user, Role(grant.role), grant.sender_code, by)
+            grants.grant(session, grant.user, grant.role, grant.sender_code, by)
             summary.granted.append(grant)
     session.flush()
     return summary

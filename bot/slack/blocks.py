@@ -175,10 +175,10 @@ STATE_HEADLINE = {
 
 def headline(request: SendRequest) -> str:
     if not request.dry_run:
-        return STATE_HEADLINE[State(request.state)]
+        return STATE_HEADLINE[request.state]
     if request.state == State.SENT:
         return ":test_tube: *DRY RUN complete: approved, and nothing was sent to WhatCounts*"
-    return f":test_tube: *DRY RUN* (nothing will be sent to WhatCounts) · {STATE_HEADLINE[State(request.state)]}"
+    return f":test_tube: *DRY RUN* (nothing will be sent to WhatCounts) · {STATE_HEADLINE[request.state]}"
 
 
 def _fields(request: SendRequest) -> list[MarkdownTextObject]:

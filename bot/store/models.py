@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -48,6 +49,17 @@ class State(enum.StrEnum):
 OPEN_STATES = (State.PENDING, State.SENDING)
 
 
+def _stored_as_value(enum_class: type[enum.StrEnum]) -> Enum:
+    """An enum kept as its lowercase value in a VARCHAR(16), as the migrations made it.
+
+    No CHECK constraint and no native database enum, so the schema is what migrations
+    0001-0004 created; reading a value the enum does not know raises rather than passing
+    a bare string on.
+    """
+    return Enum(enum_class, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+                values_callable=lambda members: [member.value for member in members])
+
+
 class Grant(Base):
     """A user's role, for one sender code or for all of them (`*`)."""
 
@@ -56,7 +68,7 @@ class Grant(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(_stored_as_value(Role))
     sender_code: Mapped[str] = mapped_column(String(32), default=ALL_SENDER_CODES)
     granted_by: Mapped[str] = mapped_column(String(64))
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -100,7 +112,7 @@ class SendRequest(Base):
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), default=State.PENDING)
+    state: Mapped[State] = mapped_column(_stored_as_value(State), default=State.PENDING)
     requester_id: Mapped[str] = mapped_column(String(32))
     team_id: Mapped[str] = mapped_column(String(32), default="")
     channel_id: Mapped[str] = mapped_column(String(32))
