@@ -187,7 +187,7 @@ def parse_policy(text: str) -> Policy:
                             f"(got {raw_code!r})")
         if len(problems) > before:
             continue
-        grant = GrantRow(str(user), Role(role), str(code))
+        grant = GrantRow(str(user), Role(str(role)), str(code))
         if grant in seen_grants:
             problems.append(f"{path}: the same grant as {seen_grants[grant]}")
         else:
