@@ -123,10 +123,15 @@ def _time(raw: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{raw!r} is not a date or time like 2026-11-24 or 2026-11-24T09:30") from exc
 
 
+def _audit_code(raw: str | None) -> str | None:
+    """`audit --sender-code`: one code's events; omitted or `*`, every event (None: no filter)."""
+    return None if raw in (None, ALL_SENDER_CODES) else admin.parse_scope(raw)
+
+
 def cmd_audit(args: argparse.Namespace) -> None:
     engine = _database()
     where = audit.AuditFilter(since=args.since, until=args.until, user_id=args.user,
-                              sender_code=admin.parse_scope(args.sender_code), request_id=args.request)
+                              sender_code=_audit_code(args.sender_code), request_id=args.request)
     render = {"table": audit.to_table, "csv": audit.to_csv, "jsonl": audit.to_jsonl}[args.format]
     with make_session_factory(engine)() as session:
         for chunk in render(audit.query(session, where)):

@@ -9,7 +9,7 @@ import pytest
 
 from bot.rules import grants, sender_codes
 from bot.slack.admin import MAX_REPLY, admin_text, fit, words
-from bot.store.models import SenderCode
+from bot.store.models import ALL_SENDER_CODES, SenderCode
 from tests.harness import CODE, Database, SlackDriver, run_cli
 
 ADMIN, ADMIN2, CODE_ADMIN, OUTSIDER, NEW = "UADMIN", "UADMIN2", "UCODEADMIN", "UOUTSIDER", "U0NEWPERSON"
@@ -67,7 +67,7 @@ def test_a_long_reply_is_cut_at_a_line_and_says_so() -> None:
 # --- through the running bot ------------------------------------------------------------
 
 def test_help_lists_the_subcommands_and_a_summary(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.sender_code(CODE, label="Marketing US")
     for text in ("", "help", "HELP"):
         reply = say(slack, ADMIN, text)
@@ -86,7 +86,7 @@ def test_help_lists_the_subcommands_and_a_summary(db: Database, slack: SlackDriv
 
 
 def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     reply = say(slack, ADMIN, "sender-code set 555-123-4567 --label “Marketing US” --groups “VIP, Newsletter” "
                               "--approvals 2 --daily-cap 5 --quiet-hours 21:00-08:00 --timezone America/New_York "
                               "--channels <#C0123ABC|marketing> --self-approval no")
@@ -111,7 +111,7 @@ def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver
 
 
 def test_an_admin_grants_and_revokes_with_a_mention(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     granted = say(slack, ADMIN, "grant <@U0NEWPERSON|new.person> requester 555-123-4567")
     assert granted == f"<@{NEW}>: requester for sender code {CODE} granted"
     assert say(slack, ADMIN, f"grant <@{NEW}> requester {CODE}") == (
@@ -135,7 +135,7 @@ def test_an_admin_grants_and_revokes_with_a_mention(db: Database, slack: SlackDr
 
 
 def test_a_non_admin_is_refused_and_nothing_changes(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(OUTSIDER, "requester")
     db.grant(OUTSIDER, "approver")
     db.sender_code(CODE, label="Marketing US")
@@ -148,7 +148,7 @@ def test_a_non_admin_is_refused_and_nothing_changes(db: Database, slack: SlackDr
 
 
 def test_a_code_scoped_admin_stays_within_their_code(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     assert say(slack, CODE_ADMIN, f"sender-code set {CODE} --label Ours").startswith(f"sender code {CODE} added")
     assert say(slack, CODE_ADMIN, f"grant {NEW} requester {CODE}").endswith("granted")
@@ -186,7 +186,7 @@ BAD_INPUT = [
 
 
 def test_bad_input_gives_the_reasons_and_changes_nothing(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.sender_code(CODE, label="Marketing US", daily_cap=3)
     before = state(db)
     for text, reasons in BAD_INPUT:
@@ -199,7 +199,7 @@ def test_bad_input_gives_the_reasons_and_changes_nothing(db: Database, slack: Sl
 
 def test_the_last_admin_for_every_code_cannot_be_revoked_from_slack(
         db: Database, slack: SlackDriver, env: dict[str, Any], tmp_path: Path) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     before = state(db)
     for text in (f"revoke {ADMIN} admin", f"revoke <@{ADMIN}> admin *"):

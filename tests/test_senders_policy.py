@@ -16,7 +16,14 @@ from bot.rules import grants, policy_file, sender_codes
 from bot.rules.sender_codes import SenderCodeError, SenderCodeSettings, set_sender_code
 from bot.store import schema
 from bot.store.engine import make_engine
-from bot.store.models import AuditEvent, Grant, Role, SendRequest, State
+from bot.store.models import (
+    ALL_SENDER_CODES,
+    AuditEvent,
+    Grant,
+    Role,
+    SendRequest,
+    State,
+)
 from tests.harness import Database, run_cli
 
 CODE, OTHER = "5551234567", "12345"
@@ -200,9 +207,9 @@ def sample_policy(db: Database) -> None:
                         channels=["C0123ABC", "G0456DEF"], self_approval=False)
         set_sender_code(session, OTHER, "U1", label="yes", approvals=1, self_approval=True)
         grants.grant(session, "UREQ", Role.REQUESTER, CODE, "U1")
-        grants.grant(session, "UAPP", Role.APPROVER, None, "U1")
+        grants.grant(session, "UAPP", Role.APPROVER, ALL_SENDER_CODES, "U1")
         grants.grant(session, "UAPP", Role.APPROVER, OTHER, "U1")
-        grants.grant(session, "UADM", Role.ADMIN, None, "U1")
+        grants.grant(session, "UADM", Role.ADMIN, ALL_SENDER_CODES, "U1")
 
 
 def test_export_is_stable_and_readable(db: Database) -> None:

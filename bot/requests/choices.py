@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.lifecycle import Refused
-from bot.rules import sending
+from bot.rules import grants, sending
 from bot.rules.cache import PolicyCache
 from bot.rules.sender_codes import SenderCodeSettings, sends_today
 from bot.store.engine import utcnow
@@ -25,14 +25,14 @@ class FormChoices:
     """The sender codes a user may request in a channel, for the request form."""
 
     codes: list[SenderCodeSettings]
-    admin_codes: frozenset[str]  # where the user may override quiet hours; `*`: everywhere
+    admin_codes: frozenset[str]  # the scopes where the user may override quiet hours
     empty_reason: str = ""  # why `codes` is empty, for the user
 
     def get(self, code: str | None) -> SenderCodeSettings | None:
         return next((c for c in self.codes if c.code == code), None)
 
     def may_override(self, code: str) -> bool:
-        return code in self.admin_codes or ALL_SENDER_CODES in self.admin_codes
+        return grants.covers(self.admin_codes, code)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class RequestForm:
         requestable = held.get(Role.REQUESTER, frozenset())
         if not requestable:
             return Refused("no requester grant")
-        mine = [c for c in policy.codes if c.code in requestable or ALL_SENDER_CODES in requestable]
+        mine = [c for c in policy.codes if grants.covers(requestable, c.code)]
         here = [c for c in mine if sending.channel_problem(c, channel_id) is None]
         admin_codes = held.get(Role.ADMIN, frozenset())
         if here:

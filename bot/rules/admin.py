@@ -120,10 +120,10 @@ def sender_code_lines(session: Session) -> list[str]:
             for line in sender_codes.SenderCodeSettings.from_row(row).describe()]
 
 
-def parse_scope(raw: str | None) -> str | None:
-    """A typed sender code, normalized; None for every code (omitted or `*`). AdminError if it is none."""
+def parse_scope(raw: str | None) -> str:
+    """A typed grant scope: a sender code, normalized, or ALL_SENDER_CODES (omitted or `*`). AdminError if neither."""
     if raw is None or raw == ALL_SENDER_CODES:
-        return None
+        return ALL_SENDER_CODES
     code = normalize_sender_code(raw)
     if code is None:
         raise AdminError(f"{raw!r} is not a sender code: a short code (5-6 digits) or a US phone number. "
@@ -131,14 +131,10 @@ def parse_scope(raw: str | None) -> str | None:
     return code
 
 
-def scope_name(code: str | None) -> str:
-    return "every sender code" if code in (None, ALL_SENDER_CODES) else f"sender code {code}"
-
-
-def grant_result(who: str, role: str, code: str | None, add: bool, changed: bool) -> str:
+def grant_result(who: str, role: str, scope: str, add: bool, changed: bool) -> str:
     """One line saying what a grant or revoke did."""
     verb = ("granted" if changed else "already held") if add else ("revoked" if changed else "was not held")
-    return f"{who}: {role} for {scope_name(code)} {verb}"
+    return f"{who}: {role} for {grants.scope_name(scope)} {verb}"
 
 
 # --- the chat surface -------------------------------------------------------------------
@@ -158,14 +154,14 @@ class _Context:
 
     session: Session
     actor: str
-    codes: frozenset[str]  # the sender codes the actor administers; `*` is every code
+    codes: frozenset[str]  # the scopes of the actor's admin grants
 
-    def require(self, code: str | None, what: str) -> None:
-        """Refuse unless the actor administers `code` (None: every sender code)."""
-        if ALL_SENDER_CODES in self.codes or (code is not None and code in self.codes):
+    def require(self, scope: str, what: str) -> None:
+        """Refuse unless the actor administers `scope` (a sender code, or ALL_SENDER_CODES)."""
+        if grants.covers(self.codes, scope):
             return
         mine = ", ".join(sorted(self.codes))
-        raise AdminError(f"You administer sender code(s) {mine} only; {what} for {scope_name(code)} needs an "
+        raise AdminError(f"You administer sender code(s) {mine} only; {what} for {grants.scope_name(scope)} needs an "
                          f"admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
                          "Nothing was changed.")
 
@@ -195,7 +191,8 @@ def _grant_parser(prog: str, name: str) -> Parser:
 def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
     user, role, code = _user(args.user), Role(args.role), parse_scope(args.code)
     ctx.require(code, "granting" if add else "revoking")
-    if not add and role is Role.ADMIN and code is None and _global_admins(ctx.session, lock=True) == [user]:
+    if (not add and role is Role.ADMIN and code == ALL_SENDER_CODES
+            and _global_admins(ctx.session, lock=True) == [user]):
         raise AdminError(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
                          f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
                          "admin`). Nothing was changed.")
@@ -205,7 +202,7 @@ def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
 
 
 def _grant_lines(session: Session) -> list[str]:
-    return [f"• {mention(g.user_id)}: {g.role} for {scope_name(g.sender_code)} "
+    return [f"• {mention(g.user_id)}: {g.role} for {grants.scope_name(g.sender_code)} "
             f"(by {mention(g.granted_by)}, {g.granted_at:%Y-%m-%d})" for g in grants.list_grants(session)]
 
 
@@ -223,7 +220,7 @@ def _sender_code_list(ctx: _Context, _args: object = None) -> str:
 
 def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> str:
     code = parse_scope(args.code)
-    if code is None:
+    if code == ALL_SENDER_CODES:
         raise AdminError("`sender-code set` needs one sender code, not `*`. Nothing was changed.")
     ctx.require(code, "changing the policy")
     first, *policy = apply_sender_code_options(ctx.session, args, ctx.actor)

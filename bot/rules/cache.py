@@ -29,7 +29,7 @@ from bot.store.models import PolicyVersion, Role
 @dataclass(frozen=True)
 class PolicySnapshot:
     version: int
-    roles: Mapping[str, Mapping[Role, frozenset[str]]]  # user -> role -> sender codes (`*`: all)
+    roles: Mapping[str, Mapping[Role, frozenset[str]]]  # user -> role -> scopes (see grants.covers)
     codes: tuple[SenderCodeSettings, ...]  # the registered sender codes, by code
 
     def codes_by_role(self, user_id: str) -> Mapping[Role, frozenset[str]]:

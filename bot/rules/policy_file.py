@@ -44,7 +44,7 @@ class PolicyError(Problems):
 class GrantRow:
     user: str
     role: Role
-    sender_code: str  # a normalized code, or "*" for every code
+    sender_code: str  # a normalized code, or ALL_SENDER_CODES
 
 
 @dataclass(frozen=True)
@@ -70,13 +70,9 @@ class ImportSummary:
             return ["no changes: the bot's policy already matches the file"]
         out = [f"sender code {code} {verb}" for verb, codes in
                (("added", self.added), ("updated", self.updated), ("removed", self.removed)) for code in codes]
-        out += [f"{verb} {g.user} {g.role} for {_scope(g.sender_code)}" for verb, grants in
-                (("granted", self.granted), ("revoked", self.revoked)) for g in grants]
+        out += [f"{verb} {g.user} {g.role} for {grants.scope_name(g.sender_code)}" for verb, granted in
+                (("granted", self.granted), ("revoked", self.revoked)) for g in granted]
         return out
-
-
-def _scope(code: str) -> str:
-    return "every sender code" if code == ALL_SENDER_CODES else f"sender code {code}"
 
 
 # --- export ------------------------------------------------------------------------------
