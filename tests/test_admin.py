@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +97,7 @@ def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver
     assert (row.label, row.groups, row.approvals_required, row.allow_self_approval, row.daily_cap) == (
         "Marketing US", ["VIP", "Newsletter"], 2, False, 5)
     assert (row.quiet_start, row.quiet_end, row.timezone, row.channels) == (
-        "21:00", "08:00", "America/New_York", ["C0123ABC"])
+        time(21), time(8), "America/New_York", ["C0123ABC"])
     event = db.audit_rows()[-1]
     assert (event.event, event.actor_id, event.sender_code) == ("sender_code", ADMIN, CODE)
     assert event.details["after"]["label"] == "Marketing US"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +13,7 @@ from alembic import command
 from sqlalchemy import select, text
 
 from bot.rules import grants, policy_file, sender_codes
+from bot.rules.quiet_hours import QuietHours
 from bot.rules.sender_codes import SenderCodeError, SenderCodeSettings, set_sender_code
 from bot.store import schema
 from bot.store.engine import make_engine
@@ -78,7 +79,7 @@ def test_update_changes_only_the_given_fields(db: Database) -> None:
         change = set_sender_code(session, CODE, "UOTHER", daily_cap=3, channels=[])
     assert settings(db) == SenderCodeSettings(
         code=CODE, label="Marketing", groups=("VIP", "Newsletter"), approvals=2, self_approval=True, daily_cap=3,
-        quiet_hours="21:00-08:00", timezone="America/New_York", channels=())
+        quiet_hours=QuietHours(time(21), time(8), "America/New_York"), timezone="America/New_York", channels=())
     assert change.before is not None and change.after is not None
     assert {k for k in change.after if change.before[k] != change.after[k]} == {"daily_cap", "channels"}
     last = audit_rows(db, "sender_code")[-1]
@@ -151,11 +152,15 @@ def test_list_sender_codes_in_code_order(db: Database) -> None:
         assert [row.code for row in sender_codes.list_sender_codes(session)] == ["12345", "5550000001", "5550000002"]
 
 
-def test_quiet_hours_of_a_code() -> None:
-    code = SenderCodeSettings(code=CODE, quiet_hours="21:00-08:00", timezone="America/New_York")
-    quiet = code.quiet()
-    assert quiet is not None and quiet.contains(datetime(2026, 1, 15, 2, 0))
-    assert SenderCodeSettings(code=CODE).quiet() is None
+def test_a_codes_quiet_hours_come_back_as_one_value_in_its_time_zone(db: Database) -> None:
+    with db.sessions.begin() as session:
+        set_sender_code(session, CODE, "U1", quiet_hours="21:00-8:00", timezone="America/New_York")
+    found = settings(db)
+    assert found is not None and found.quiet_hours == QuietHours(time(21), time(8), "America/New_York")
+    assert found.quiet_hours.contains(datetime(2026, 1, 15, 2, 0))  # 21:00 in New York
+    assert SenderCodeSettings(code=CODE).quiet_hours is None
+    with pytest.raises(ValueError, match="quiet hours in UTC for a sender code in Europe/Berlin"):
+        SenderCodeSettings(code=CODE, quiet_hours=QuietHours(time(21), time(8), "UTC"), timezone="Europe/Berlin")
 
 
 # --- the daily cap ------------------------------------------------------------------------
@@ -276,7 +281,8 @@ grants:
     assert [(g.user, g.role, g.sender_code) for g in summary.granted] == [("UNEW", "approver", "98765")]
     assert {(g.user, g.role, g.sender_code) for g in summary.revoked} == {
         ("UAPP", "approver", "*"), ("UAPP", "approver", OTHER), ("UADM", "admin", "*")}
-    assert settings(db) == SenderCodeSettings(code=CODE, label="Marketing", approvals=3, quiet_hours="22:00-07:30",
+    assert settings(db) == SenderCodeSettings(code=CODE, label="Marketing", approvals=3,
+                                              quiet_hours=QuietHours.parse("22:00-07:30", "Europe/Berlin"),
                                               timezone="Europe/Berlin")
     assert settings(db, OTHER) is None
     with db.sessions() as session:

@@ -137,7 +137,7 @@ class Lifecycle:
             created_at=now, expires_at=now + self.request_ttl, version=1, card_version=1,
             outcome_posted=False, message_text=text, message_verified=text is not None,
             sender_label=settings.label,
-            quiet_hours=str(quiet) if (quiet := settings.quiet()) else None,
+            quiet_hours=settings.quiet_hours,
             quiet_override=quiet_override, dry_run=self.dry_run,
         )
 
@@ -156,7 +156,8 @@ class Lifecycle:
                          dry_run=draft.dry_run)
             if draft.quiet_override:
                 audit.record(session, "quiet_override", draft.requester_id, request_id=draft.id,
-                             sender_code=draft.sender_code, quiet_hours=draft.quiet_hours,
+                             sender_code=draft.sender_code,
+                             quiet_hours=str(draft.quiet_hours) if draft.quiet_hours else None,
                              reason=draft.quiet_override)
         return RequestView(draft)
 

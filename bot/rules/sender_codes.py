@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.problems import Problems
 from bot.requests.fields import ALL_CONTACTS, normalize_sender_code
-from bot.rules.quiet_hours import QuietHours, zone
+from bot.rules.quiet_hours import QuietHours, parse_window, zone
 from bot.store import audit
 from bot.store.models import AuditEvent, SenderCode, SendRequest, State
 
@@ -47,39 +47,41 @@ class SenderCodeSettings:
     approvals: int = 1
     self_approval: bool = False
     daily_cap: int | None = None
-    quiet_hours: str | None = None  # "HH:MM-HH:MM" local time in `timezone`
+    quiet_hours: QuietHours | None = None  # always in `timezone`
     timezone: str | None = None  # IANA name; also where the daily cap's day begins (UTC if None)
     channels: tuple[str, ...] = ()  # empty: any channel
 
+    def __post_init__(self) -> None:
+        if self.quiet_hours is not None and self.quiet_hours.timezone != self.timezone:
+            raise ValueError(f"quiet hours in {self.quiet_hours.timezone} for a sender code in {self.timezone}")
+
     @classmethod
     def from_row(cls, row: SenderCode) -> SenderCodeSettings:
-        quiet = f"{row.quiet_start}-{row.quiet_end}" if row.quiet_start and row.quiet_end else None
+        quiet = None
+        if row.quiet_start is not None and row.quiet_end is not None and row.timezone is not None:
+            quiet = QuietHours(row.quiet_start, row.quiet_end, row.timezone)
         return cls(code=row.code, label=row.label, groups=tuple(row.groups or ()),
                    approvals=row.approvals_required, self_approval=row.allow_self_approval,
                    daily_cap=row.daily_cap, quiet_hours=quiet, timezone=row.timezone,
                    channels=tuple(row.channels or ()))
 
     def policy(self) -> dict[str, Any]:
-        """Everything but the code, as plain JSON/YAML values (lists, not tuples)."""
+        """Everything but the code, as plain JSON/YAML values (lists, not tuples; quiet hours as their window)."""
         values = asdict(self)
         del values["code"]
         values["groups"], values["channels"] = list(self.groups), list(self.channels)
+        values["quiet_hours"] = self.quiet_hours.window if self.quiet_hours else None
         return values
 
     def describe(self) -> list[str]:
         """Three lines for a person: the code and label, the rules, the groups and channels."""
         rules = [f"approvals {self.approvals}", f"self-approval {'yes' if self.self_approval else 'no'}",
                  f"daily cap {self.daily_cap}" if self.daily_cap else "no daily cap",
-                 f"quiet hours {self.quiet_hours} {self.timezone}" if self.quiet_hours else "no quiet hours"]
+                 f"quiet hours {self.quiet_hours}" if self.quiet_hours else "no quiet hours"]
         if self.timezone and not self.quiet_hours:
             rules.append(f"time zone {self.timezone}")
         return [f"{self.code}  {self.label or '(no label)'}", "    " + ", ".join(rules),
                 f"    groups: {', '.join(self.groups) or 'none'}; channels: {', '.join(self.channels) or 'any'}"]
-
-    def quiet(self) -> QuietHours | None:
-        if self.quiet_hours is None or self.timezone is None:
-            return None
-        return QuietHours.parse(self.quiet_hours, self.timezone)
 
 
 DEFAULTS: dict[str, Any] = SenderCodeSettings(code="").policy()
@@ -167,18 +169,20 @@ def parse_settings(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeSett
                 timezone = zone(timezone).key
             except ValueError as exc:
                 errors["timezone"] = str(exc)
-    quiet = v["quiet_hours"]
-    if quiet is not None:
-        if not isinstance(quiet, str):
-            errors["quiet_hours"] = f"must be a window like \"21:00-08:00\", in quotes (got {quiet!r})"
+    quiet = None
+    if (window := v["quiet_hours"]) is not None:
+        if not isinstance(window, str):
+            errors["quiet_hours"] = f"must be a window like \"21:00-08:00\", in quotes (got {window!r})"
         else:
             try:
-                quiet = QuietHours.parse(quiet, "UTC").window
+                start, end = parse_window(window)
             except ValueError as exc:
                 errors["quiet_hours"] = str(exc)
             else:
                 if timezone is None:
                     errors["quiet_hours"] = "quiet hours need a time zone, e.g. America/New_York"
+                elif "timezone" not in errors:
+                    quiet = QuietHours(start, end, timezone)
 
     if errors:
         return None, errors
@@ -223,13 +227,13 @@ def replace_sender_code(session: Session, settings: SenderCodeSettings, by: str)
     if row is None:
         row = SenderCode(code=settings.code)
         session.add(row)
-    quiet = settings.quiet_hours.split("-") if settings.quiet_hours else (None, None)
+    quiet = settings.quiet_hours
     row.label = settings.label
     row.groups = list(settings.groups)
     row.approvals_required = settings.approvals
     row.allow_self_approval = settings.self_approval
     row.daily_cap = settings.daily_cap
-    row.quiet_start, row.quiet_end = quiet
+    row.quiet_start, row.quiet_end = (quiet.start, quiet.end) if quiet else (None, None)
     row.timezone = settings.timezone
     row.channels = list(settings.channels)
     audit.record(session, "sender_code", by, sender_code=settings.code, before=before, after=after)

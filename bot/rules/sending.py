@@ -35,7 +35,7 @@ def group_problem(settings: SenderCodeSettings, group: str | None) -> str | None
 
 def quiet_problem(settings: SenderCodeSettings, now: datetime) -> str | None:
     """Set when `now` (naive UTC) falls inside the code's quiet hours."""
-    quiet = settings.quiet()
+    quiet = settings.quiet_hours
     if quiet is None or not quiet.contains(now):
         return None
     local = quiet.local_time(now)

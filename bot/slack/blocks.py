@@ -30,7 +30,6 @@ from bot.requests.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
 from bot.requests.choices import CodeStatus, FormChoices
 from bot.requests.reading import RequestView
 from bot.rules import sending
-from bot.rules.quiet_hours import QuietHours
 from bot.rules.sender_codes import SenderCodeSettings
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
@@ -96,7 +95,7 @@ def policy_summary(status: CodeStatus) -> str:
     """The chosen sender code's rules and where it stands today, under the select in the form."""
     s = status.settings
     cap = f"{status.sends_today} of {s.daily_cap} sends used today" if s.daily_cap else "no daily cap"
-    quiet = (f"quiet hours {s.quiet_hours} {s.timezone}" + (" *(in effect now)*" if status.quiet_now else "")
+    quiet = (f"quiet hours {s.quiet_hours}" + (" *(in effect now)*" if status.quiet_now else "")
              if s.quiet_hours else "no quiet hours")
     approvals = f"{s.approvals} approval{'s' if s.approvals != 1 else ''} needed"
     return f"*{escape(s.label or s.code)}*: {approvals} · {cap} · {quiet}"
@@ -144,7 +143,7 @@ def _form(codes: tuple[SenderCodeSettings, ...], status: CodeStatus | None, over
     if chosen and override:
         blocks.append(_text_input(
             "quiet_override", "Quiet-hours override (admins)", MAX_DESCRIPTION, optional=True,
-            hint=f"Only to send inside quiet hours ({chosen.quiet_hours} {chosen.timezone}): why. "
+            hint=f"Only to send inside quiet hours ({chosen.quiet_hours}): why. "
                  "Shown on the card and kept in the audit trail."))
     return View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
                 submit="Request approval", close="Cancel", blocks=blocks).to_dict()
@@ -204,8 +203,7 @@ def _audience(request: SendRequest) -> str:
 def _quiet_hours(request: SendRequest) -> str:
     if not request.quiet_hours:
         return "none set for this sender code"
-    window, _, timezone = request.quiet_hours.partition(" ")
-    text = sending.quiet_status(QuietHours.parse(window, timezone), request.created_at, request.expires_at)
+    text = sending.quiet_status(request.quiet_hours, request.created_at, request.expires_at)
     if request.quiet_override:
         text += f"\n:warning: *Override* by <@{request.requester_id}>: “{escape(request.quiet_override)}”"
     return text
