@@ -24,11 +24,11 @@ def say(slack: SlackDriver, user_id: str, text: str) -> str:
     return response.text
 
 
-def state(db: Database) -> tuple[list[tuple[str, ...]], list[sender_codes.SenderCodeSettings], int]:
+def state(db: Database) -> tuple[list[tuple[str, ...]], list[sender_codes.SenderCodeRules], int]:
     """Everything an admin command could change: grants, sender codes, and the audit trail's length."""
     with db.sessions() as session:
         held = [(g.user_id, g.role, g.sender_code, g.granted_by) for g in grants.list_grants(session)]
-        codes = [sender_codes.SenderCodeSettings.from_row(row) for row in sender_codes.list_sender_codes(session)]
+        codes = [sender_codes.SenderCodeRules.from_row(row) for row in sender_codes.list_sender_codes(session)]
     return held, codes, len(db.audit_rows())
 
 

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select, text
 
 from bot.rules.quiet_hours import QuietHours
-from bot.rules.sender_codes import get_settings, set_sender_code
+from bot.rules.sender_codes import get_rules, set_sender_code
 from bot.store.models import Grant, Role, SendRequest, State
 from tests.harness import CODE, Database
 
@@ -75,7 +75,7 @@ def test_a_codes_quiet_hours_are_stored_as_before_and_read_as_one_value(db: Data
         assert connection.execute(text("SELECT quiet_start, quiet_end, timezone FROM sender_codes")).one() == (
             "21:00", "08:00", "America/New_York")
     with db.sessions() as session:
-        rules = get_settings(session, CODE)
+        rules = get_rules(session, CODE)
     assert rules is not None and rules.quiet_hours == NEW_YORK
 
 
@@ -89,7 +89,7 @@ def test_quiet_hours_stored_before_read_as_one_value(db: Database) -> None:
     with db.engine.begin() as connection:
         connection.execute(text("UPDATE send_requests SET quiet_hours = '21:00-08:00 America/New_York'"))
     with db.sessions() as session:
-        rules = get_settings(session, CODE)
+        rules = get_rules(session, CODE)
         request = session.get(SendRequest, "old")
     assert rules is not None and rules.quiet_hours == NEW_YORK
     assert request is not None and request.quiet_hours == NEW_YORK

@@ -84,7 +84,7 @@ def _comma_list(raw: str | None) -> list[str] | None:
 
 
 def apply_sender_code_options(session: Session, args: argparse.Namespace, by: str) -> list[str]:
-    """Apply parsed `sender-code set` arguments: what changed, then the code's policy now.
+    """Apply parsed `sender-code set` arguments: what changed, then the code's rules now.
 
     Raises AdminError listing every problem; the caller's transaction then changes nothing.
     """
@@ -98,7 +98,7 @@ def apply_sender_code_options(session: Session, args: argparse.Namespace, by: st
     except sender_codes.SenderCodeError as exc:
         raise AdminError(f"sender code {args.code} was not changed:\n"
                          + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
-    current = sender_codes.get_settings(session, change.code)
+    current = sender_codes.get_rules(session, change.code)
     assert current is not None
     return [_change_line(change), *current.describe()]
 
@@ -117,7 +117,7 @@ def _change_line(change: sender_codes.Change) -> str:
 def sender_code_lines(session: Session) -> list[str]:
     """Every registered sender code, described in three lines each."""
     return [line for row in sender_codes.list_sender_codes(session)
-            for line in sender_codes.SenderCodeSettings.from_row(row).describe()]
+            for line in sender_codes.SenderCodeRules.from_row(row).describe()]
 
 
 def parse_scope(raw: str | None) -> str:
@@ -223,8 +223,8 @@ def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> str:
     if code == ALL_SENDER_CODES:
         raise AdminError("`sender-code set` needs one sender code, not `*`. Nothing was changed.")
     ctx.require(code, "changing the policy")
-    first, *policy = apply_sender_code_options(ctx.session, args, ctx.actor)
-    return f"{first}\n{_listing(policy, '')}"
+    first, *rules = apply_sender_code_options(ctx.session, args, ctx.actor)
+    return f"{first}\n{_listing(rules, '')}"
 
 
 Handler = Callable[[_Context, argparse.Namespace], str]

@@ -1,9 +1,9 @@
-"""The sender-code registry: each code's sending policy, as plain functions over the session.
+"""The sender-code registry: each code's rules, as plain functions over the session.
 
-A sender code's policy: a label, the SMS groups that may be chosen for it, how many
+A sender code's rules: a label, the SMS groups that may be chosen for it, how many
 approvals a send needs and whether the requester may be one of them, a daily cap on
 sends, quiet hours in a time zone, and the Slack channels it may be requested from.
-Every change is audited ("sender_code", with the policy before and after).
+Every change is audited ("sender_code", with the rules before and after).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class SenderCodeError(Problems):
 
 
 @dataclass(frozen=True)
-class SenderCodeSettings:
-    """One sender code's whole policy, checked. Field names are those of the policy file."""
+class SenderCodeRules:
+    """One sender code's rules, checked. Field names are those of the policy file."""
 
     code: str
     label: str = ""
@@ -56,7 +56,7 @@ class SenderCodeSettings:
             raise ValueError(f"quiet hours in {self.quiet_hours.timezone} for a sender code in {self.timezone}")
 
     @classmethod
-    def from_row(cls, row: SenderCode) -> SenderCodeSettings:
+    def from_row(cls, row: SenderCode) -> SenderCodeRules:
         quiet = None
         if row.quiet_start is not None and row.quiet_end is not None and row.timezone is not None:
             quiet = QuietHours(row.quiet_start, row.quiet_end, row.timezone)
@@ -65,7 +65,7 @@ class SenderCodeSettings:
                    daily_cap=row.daily_cap, quiet_hours=quiet, timezone=row.timezone,
                    channels=tuple(row.channels or ()))
 
-    def policy(self) -> dict[str, Any]:
+    def fields(self) -> dict[str, Any]:
         """Everything but the code, as plain JSON/YAML values (lists, not tuples; quiet hours as their window)."""
         values = asdict(self)
         del values["code"]
@@ -84,7 +84,7 @@ class SenderCodeSettings:
                 f"    groups: {', '.join(self.groups) or 'none'}; channels: {', '.join(self.channels) or 'any'}"]
 
 
-DEFAULTS: dict[str, Any] = SenderCodeSettings(code="").policy()
+DEFAULTS: dict[str, Any] = SenderCodeRules(code="").fields()
 FIELDS = tuple(DEFAULTS)
 
 
@@ -129,8 +129,8 @@ def _channel_problem(channel: str) -> str | None:
     return None
 
 
-def parse_settings(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeSettings | None, dict[str, str]]:
-    """Check a whole policy (missing fields take their defaults); the settings, or a problem per field."""
+def parse_rules(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeRules | None, dict[str, str]]:
+    """Check a code's rules (missing fields take their defaults); the rules, or a problem per field."""
     errors: dict[str, str] = {}
     v = {**DEFAULTS, **values}
     normalized = normalize_sender_code(code) if isinstance(code, str) else None
@@ -187,7 +187,7 @@ def parse_settings(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeSett
     if errors:
         return None, errors
     assert normalized is not None
-    return SenderCodeSettings(normalized, label.strip(), groups, v["approvals"], v["self_approval"],
+    return SenderCodeRules(normalized, label.strip(), groups, v["approvals"], v["self_approval"],
                               v["daily_cap"], quiet, timezone, channels), {}
 
 
@@ -197,10 +197,10 @@ def list_sender_codes(session: Session) -> list[SenderCode]:
     return list(session.scalars(select(SenderCode).order_by(SenderCode.code)))
 
 
-def get_settings(session: Session, code: str) -> SenderCodeSettings | None:
-    """The registered policy of a (normalized) sender code; None if it is not registered."""
+def get_rules(session: Session, code: str) -> SenderCodeRules | None:
+    """The registered rules of a (normalized) sender code; None if it is not registered."""
     row = session.get(SenderCode, code)
-    return SenderCodeSettings.from_row(row) if row else None
+    return SenderCodeRules.from_row(row) if row else None
 
 
 # --- changing ---------------------------------------------------------------------------
@@ -216,27 +216,27 @@ class Change:
         return self.before != self.after
 
 
-def replace_sender_code(session: Session, settings: SenderCodeSettings, by: str) -> Change:
-    """Make the code's stored policy exactly `settings` (checked by `parse_settings`). Audited if it changed."""
-    row = session.get(SenderCode, settings.code)
-    before = SenderCodeSettings.from_row(row).policy() if row else None
-    after = settings.policy()
-    change = Change(settings.code, before, after)
+def replace_sender_code(session: Session, rules: SenderCodeRules, by: str) -> Change:
+    """Make the code's stored rules exactly `rules` (checked by `parse_rules`). Audited if it changed."""
+    row = session.get(SenderCode, rules.code)
+    before = SenderCodeRules.from_row(row).fields() if row else None
+    after = rules.fields()
+    change = Change(rules.code, before, after)
     if not change.changed:
         return change
     if row is None:
-        row = SenderCode(code=settings.code)
+        row = SenderCode(code=rules.code)
         session.add(row)
-    quiet = settings.quiet_hours
-    row.label = settings.label
-    row.groups = list(settings.groups)
-    row.approvals_required = settings.approvals
-    row.allow_self_approval = settings.self_approval
-    row.daily_cap = settings.daily_cap
+    quiet = rules.quiet_hours
+    row.label = rules.label
+    row.groups = list(rules.groups)
+    row.approvals_required = rules.approvals
+    row.allow_self_approval = rules.self_approval
+    row.daily_cap = rules.daily_cap
     row.quiet_start, row.quiet_end = (quiet.start, quiet.end) if quiet else (None, None)
-    row.timezone = settings.timezone
-    row.channels = list(settings.channels)
-    audit.record(session, "sender_code", by, sender_code=settings.code, before=before, after=after)
+    row.timezone = rules.timezone
+    row.channels = list(rules.channels)
+    audit.record(session, "sender_code", by, sender_code=rules.code, before=before, after=after)
     return change
 
 
@@ -245,7 +245,7 @@ def remove_sender_code(session: Session, code: str, by: str) -> Change:
     row = session.get(SenderCode, code)
     if row is None:
         return Change(code, None, None)
-    change = Change(code, SenderCodeSettings.from_row(row).policy(), None)
+    change = Change(code, SenderCodeRules.from_row(row).fields(), None)
     session.delete(row)
     audit.record(session, "sender_code", by, sender_code=code, before=change.before, after=None)
     return change
@@ -275,14 +275,14 @@ def set_sender_code(session: Session, code: str, by: str, *, label: str | None =
                  if given[name] is not None]
     if problems:
         raise SenderCodeError(problems)
-    current = get_settings(session, normalized)
-    values = current.policy() if current else dict(DEFAULTS)
+    current = get_rules(session, normalized)
+    values = current.fields() if current else dict(DEFAULTS)
     values.update({name: value for name, value in given.items() if value is not None})
     values.update({name: None for name in clear})
-    settings, errors = parse_settings(normalized, values)
-    if settings is None:
+    rules, errors = parse_rules(normalized, values)
+    if rules is None:
         raise SenderCodeError([f"{name.replace('_', ' ')}: {problem}" for name, problem in errors.items()])
-    return replace_sender_code(session, settings, by)
+    return replace_sender_code(session, rules, by)
 
 
 # --- the daily cap ----------------------------------------------------------------------

@@ -30,7 +30,7 @@ from bot.requests.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
 from bot.requests.choices import CodeStatus, FormChoices
 from bot.requests.reading import RequestView
 from bot.rules import sending
-from bot.rules.sender_codes import SenderCodeSettings
+from bot.rules.sender_codes import SenderCodeRules
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
 from bot.whatcounts.client import explain_rejection
@@ -87,13 +87,13 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _code_option(settings: SenderCodeSettings) -> Option:
-    return _option(settings.code, f"{settings.code} · {settings.label}" if settings.label else settings.code)
+def _code_option(rules: SenderCodeRules) -> Option:
+    return _option(rules.code, f"{rules.code} · {rules.label}" if rules.label else rules.code)
 
 
 def policy_summary(status: CodeStatus) -> str:
     """The chosen sender code's rules and where it stands today, under the select in the form."""
-    s = status.settings
+    s = status.rules
     cap = f"{status.sends_today} of {s.daily_cap} sends used today" if s.daily_cap else "no daily cap"
     quiet = (f"quiet hours {s.quiet_hours}" + (" *(in effect now)*" if status.quiet_now else "")
              if s.quiet_hours else "no quiet hours")
@@ -104,18 +104,18 @@ def policy_summary(status: CodeStatus) -> str:
 def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: CodeStatus | None,
                   dry_run: bool = False) -> dict[str, Any]:
     """The request form. `status`: the chosen sender code, whose groups and rules it then shows."""
-    chosen = status.settings if status else None
+    chosen = status.rules if status else None
     override = bool(chosen and chosen.quiet_hours and choices.may_override(chosen.code))
     form = _form(tuple(choices.codes[:MAX_SELECT_OPTIONS]), status, override, dry_run)
     return {**form, "private_metadata": json.dumps({"channel_id": channel_id, "team_id": team_id})}
 
 
 @functools.lru_cache(maxsize=256)
-def _form(codes: tuple[SenderCodeSettings, ...], status: CodeStatus | None, override: bool,
+def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, override: bool,
           dry_run: bool) -> dict[str, Any]:
     """The form, drawn (and checked by `to_dict()`) once for each set of inputs: building the
     slack_sdk models was most of what an /sms-send cost. Forms share it, so nothing may change it."""
-    chosen = status.settings if status else None
+    chosen = status.rules if status else None
     blocks: list[Block] = []
     if dry_run:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(

@@ -115,7 +115,7 @@ class SenderCode(Base):
     # The SMS groups (WhatCounts groupName) that may be chosen; assign a new list to change it.
     groups: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     daily_cap: Mapped[int | None] = mapped_column(Integer)  # None: no cap
-    # Quiet hours: from quiet_start to quiet_end in `timezone`; SenderCodeSettings.from_row makes them one value.
+    # Quiet hours: from quiet_start to quiet_end in `timezone`; SenderCodeRules.from_row makes them one value.
     quiet_start: Mapped[time | None] = mapped_column(ClockTime())
     quiet_end: Mapped[time | None] = mapped_column(ClockTime())
     timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name, of the quiet hours and the day; None: UTC
