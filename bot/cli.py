@@ -35,13 +35,11 @@ def _database() -> Engine:
 
 
 def _check_schema(engine: Engine) -> None:
-    try:
-        current = schema.current_revision(engine)
-    except OperationalError as exc:
-        raise Stop(f"Cannot reach the database ({exc.orig.__class__.__name__}): check DATABASE_URL.") from exc
-    head = schema.head_revision()
-    if current != head:
-        raise Stop(f"The database schema is at {current or 'nothing'}, the bot needs {head}: "
+    status = schema.schema_status(engine)
+    if not status.reachable:
+        raise Stop(f"Cannot reach the database ({status.failure}): check DATABASE_URL.")
+    if not status.up_to_date:
+        raise Stop(f"The database schema is at {status.current or 'nothing'}, the bot needs {status.head}: "
                    "run `sms-bot db upgrade` first.")
 
 

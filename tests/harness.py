@@ -69,11 +69,11 @@ class Database:
     def sessions(self) -> sessionmaker[Session]:
         return make_session_factory(self.engine)
 
-    def grant(self, user_id: str, role: str, sender_code: str | None = CODE) -> None:
+    def grant(self, user_id: str, role: str, sender_code: str = CODE) -> None:
         with self.sessions.begin() as session:
             grants.grant(session, user_id, Role(role), sender_code, "test")
 
-    def revoke(self, user_id: str, role: str, sender_code: str | None = CODE) -> None:
+    def revoke(self, user_id: str, role: str, sender_code: str = CODE) -> None:
         with self.sessions.begin() as session:
             assert grants.revoke(session, user_id, Role(role), sender_code, "test")
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import time
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +10,7 @@ import pytest
 
 from bot.rules import grants, sender_codes
 from bot.slack.admin import MAX_REPLY, admin_text, fit, words
-from bot.store.models import SenderCode
+from bot.store.models import ALL_SENDER_CODES, SenderCode
 from tests.harness import CODE, Database, SlackDriver, run_cli
 
 ADMIN, ADMIN2, CODE_ADMIN, OUTSIDER, NEW = "UADMIN", "UADMIN2", "UCODEADMIN", "UOUTSIDER", "U0NEWPERSON"
@@ -23,11 +24,11 @@ def say(slack: SlackDriver, user_id: str, text: str) -> str:
     return response.text
 
 
-def state(db: Database) -> tuple[list[tuple[str, ...]], list[sender_codes.SenderCodeSettings], int]:
+def state(db: Database) -> tuple[list[tuple[str, ...]], list[sender_codes.SenderCodeRules], int]:
     """Everything an admin command could change: grants, sender codes, and the audit trail's length."""
     with db.sessions() as session:
         held = [(g.user_id, g.role, g.sender_code, g.granted_by) for g in grants.list_grants(session)]
-        codes = [sender_codes.SenderCodeSettings.from_row(row) for row in sender_codes.list_sender_codes(session)]
+        codes = [sender_codes.SenderCodeRules.from_row(row) for row in sender_codes.list_sender_codes(session)]
     return held, codes, len(db.audit_rows())
 
 
@@ -67,7 +68,7 @@ def test_a_long_reply_is_cut_at_a_line_and_says_so() -> None:
 # --- through the running bot ------------------------------------------------------------
 
 def test_help_lists_the_subcommands_and_a_summary(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.sender_code(CODE, label="Marketing US")
     for text in ("", "help", "HELP"):
         reply = say(slack, ADMIN, text)
@@ -86,7 +87,7 @@ def test_help_lists_the_subcommands_and_a_summary(db: Database, slack: SlackDriv
 
 
 def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     reply = say(slack, ADMIN, "sender-code set 555-123-4567 --label “Marketing US” --groups “VIP, Newsletter” "
                               "--approvals 2 --daily-cap 5 --quiet-hours 21:00-08:00 --timezone America/New_York "
                               "--channels <#C0123ABC|marketing> --self-approval no")
@@ -96,7 +97,7 @@ def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver
     assert (row.label, row.groups, row.approvals_required, row.allow_self_approval, row.daily_cap) == (
         "Marketing US", ["VIP", "Newsletter"], 2, False, 5)
     assert (row.quiet_start, row.quiet_end, row.timezone, row.channels) == (
-        "21:00", "08:00", "America/New_York", ["C0123ABC"])
+        time(21), time(8), "America/New_York", ["C0123ABC"])
     event = db.audit_rows()[-1]
     assert (event.event, event.actor_id, event.sender_code) == ("sender_code", ADMIN, CODE)
     assert event.details["after"]["label"] == "Marketing US"
@@ -111,7 +112,7 @@ def test_an_admin_sets_a_sender_code_from_slack(db: Database, slack: SlackDriver
 
 
 def test_an_admin_grants_and_revokes_with_a_mention(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     granted = say(slack, ADMIN, "grant <@U0NEWPERSON|new.person> requester 555-123-4567")
     assert granted == f"<@{NEW}>: requester for sender code {CODE} granted"
     assert say(slack, ADMIN, f"grant <@{NEW}> requester {CODE}") == (
@@ -135,7 +136,7 @@ def test_an_admin_grants_and_revokes_with_a_mention(db: Database, slack: SlackDr
 
 
 def test_a_non_admin_is_refused_and_only_the_attempt_is_recorded(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(OUTSIDER, "requester")
     db.grant(OUTSIDER, "approver")
     db.sender_code(CODE, label="Marketing US")
@@ -152,7 +153,7 @@ def test_a_non_admin_is_refused_and_only_the_attempt_is_recorded(db: Database, s
 
 
 def test_a_code_scoped_admin_stays_within_their_code(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     assert say(slack, CODE_ADMIN, f"sender-code set {CODE} --label Ours").startswith(f"sender code {CODE} added")
     assert say(slack, CODE_ADMIN, f"grant {NEW} requester {CODE}").endswith("granted")
@@ -198,7 +199,7 @@ BAD_INPUT = [  # what the admin types, and every sentence of the reply that says
 
 
 def test_bad_input_gives_the_reasons_and_changes_nothing(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.sender_code(CODE, label="Marketing US", daily_cap=3)
     before = state(db)
     for text, reasons in BAD_INPUT:
@@ -210,7 +211,7 @@ def test_bad_input_gives_the_reasons_and_changes_nothing(db: Database, slack: Sl
 
 def test_the_last_admin_for_every_code_cannot_be_revoked_from_slack(
         db: Database, slack: SlackDriver, env: dict[str, Any], tmp_path: Path) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     before = state(db)
     for text in (f"revoke {ADMIN} admin", f"revoke <@{ADMIN}> admin *"):  # nobody changes their own grants

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import update
 
 from bot.store.engine import utcnow
-from bot.store.models import SendRequest
+from bot.store.models import ALL_SENDER_CODES, SendRequest
 from tests.fakes import FakeSlack, FakeWhatCounts
 from tests.harness import CODE, Database, SlackDriver, bot_env, run_cli
 
@@ -106,7 +106,7 @@ def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[s
 def test_an_admin_records_what_support_said_about_an_unknown_outcome(
         db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
     db.allow_sends("UREQ", "UAPP")
-    db.grant("UADMIN", "admin", None)
+    db.grant("UADMIN", "admin", ALL_SENDER_CODES)
     request_id = slack.request("UREQ")
     not_unknown = run_cli("resolve", request_id, "sent", "--admin", "UADMIN", "--note", "x", env=env, cwd=tmp_path)
     assert not_unknown.returncode == 2 and "is pending, not unknown" in not_unknown.stderr
@@ -125,9 +125,9 @@ def test_an_admin_records_what_support_said_about_an_unknown_outcome(
 
 def test_audit_for_every_code_shows_only_the_events_about_every_code(
         db: Database, env: dict[str, str], tmp_path: Path) -> None:
-    db.grant("UADMIN", "admin", None)
+    db.grant("UADMIN", "admin", ALL_SENDER_CODES)
     db.grant("UREQ", "requester", CODE)
-    db.grant("UAPP", "approver", None)
+    db.grant("UAPP", "approver", ALL_SENDER_CODES)
     db.grant("UAPP", "approver", "5559876543")
 
     def exported(*scope: str) -> list[tuple[str, str]]:

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bot.store.models import ALL_SENDER_CODES
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import (
     CHANNEL,
@@ -145,7 +146,7 @@ def test_timeout_reports_unknown_and_never_resends(db: Database, env: dict[str, 
 
 
 def test_user_without_grant_gets_no_form(db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
-    db.grant("UADMIN", "admin", None)
+    db.grant("UADMIN", "admin", ALL_SENDER_CODES)
     response = slack.command(OUTSIDER)
     assert response.status_code == 200
     assert "requester" in response.text and "<@UADMIN>" in response.text

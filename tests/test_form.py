@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from bot.requests.fields import MAX_NAME
+from bot.store.models import ALL_SENDER_CODES
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CODE, Database, SlackDriver, bot_with, form_errors
 
@@ -68,7 +69,7 @@ def test_choosing_a_sender_code_redraws_the_form_with_its_groups(
         db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.sender_code(CODE, label="Marketing US", groups=["VIP"], approvals_required=2, daily_cap=5)
     db.sender_code(OTHER_CODE, label="Alerts", groups=["Staff"])
-    db.grant(REQUESTER, "requester", None)
+    db.grant(REQUESTER, "requester", ALL_SENDER_CODES)
     view = slack.open_form(REQUESTER)
     sender = inputs(view)["sender_code"]
     assert "initial_option" not in sender["element"] and sender["dispatch_action"] is True

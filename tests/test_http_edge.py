@@ -23,6 +23,7 @@ from bot.ops.config import load_settings
 from bot.slack.app import build_runtime
 from bot.slack.edge import MAX_BODY_BYTES
 from bot.slack.server import WSGIApp, wsgi_app
+from bot.store.models import ALL_SENDER_CODES
 from tests.fakes import FakeSlack, FakeWhatCounts
 from tests.harness import CHANNEL, CODE, SIGNING_SECRET, Database, SlackDriver
 
@@ -126,7 +127,7 @@ def test_a_channel_called_payload_still_opens_the_form(db: Database, edge: Slack
 
 
 def test_an_admin_labels_a_sender_code_payload(db: Database, edge: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     response = edge.post(command_body(ADMIN, f"admin sender-code set {CODE} --label \"payload={{team}}\""))
     assert response.status_code == 200, response.text
     assert response.text.startswith(f"sender code {CODE} added"), response.text

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import text
 
+from bot.store.models import ALL_SENDER_CODES
 from tests.fakes import FakeSlack, FakeWhatCounts
 from tests.harness import CODE, Database, bot_with, form_errors
 
@@ -52,7 +53,7 @@ def test_a_grant_made_elsewhere_reaches_the_form_once_the_cache_checks_again(
 def test_an_admins_change_in_slack_shows_at_once_and_a_stale_form_cannot_send(
         db: Database, env: dict[str, str], fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
         tmp_path: Path) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.sender_code(CODE)
     with bot_with(env, tmp_path, fake_slack, POLICY_CACHE_SECONDS="600") as (_bot, slack):
         assert NO_ACCESS in slack.command(REQUESTER).text

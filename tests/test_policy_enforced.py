@@ -16,17 +16,17 @@ from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with, form_e
 REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
 
 
-def window(start_in: timedelta, end_in: timedelta) -> dict[str, str]:
-    """Quiet hours in UTC, relative to now."""
-    now = datetime.now(UTC)
-    return {"quiet_start": f"{now + start_in:%H:%M}", "quiet_end": f"{now + end_in:%H:%M}", "timezone": "UTC"}
+def window(start_in: timedelta, end_in: timedelta) -> dict[str, Any]:
+    """Quiet hours in UTC, relative to now, to the minute."""
+    now = datetime.now(UTC).replace(second=0, microsecond=0)
+    return {"quiet_start": (now + start_in).time(), "quiet_end": (now + end_in).time(), "timezone": "UTC"}
 
 
-def quiet_now() -> dict[str, str]:
+def quiet_now() -> dict[str, Any]:
     return window(timedelta(hours=-2), timedelta(hours=2))
 
 
-def quiet_later() -> dict[str, str]:
+def quiet_later() -> dict[str, Any]:
     return window(timedelta(hours=5), timedelta(hours=7))
 
 
@@ -72,7 +72,7 @@ def test_quiet_hours_refuse_at_submit(db: Database, slack: SlackDriver, fake_wha
     assert "in effect now" in json.dumps(view["blocks"])
     assert "quiet_override" not in json.dumps(view["blocks"])  # not an admin: no override
     errors = form_errors(submit(slack, REQUESTER, view))
-    assert f"inside sender code {CODE}'s quiet hours ({quiet['quiet_start']}-" in errors["sender_code"]
+    assert f"inside sender code {CODE}'s quiet hours ({quiet['quiet_start']:%H:%M}-" in errors["sender_code"]
     # A crafted override from someone who is not an admin is refused too.
     override = {"type": "input", "block_id": "quiet_override", "label": {"type": "plain_text", "text": "x"},
                 "element": {"type": "plain_text_input", "action_id": "value"}}

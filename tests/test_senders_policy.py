@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime, timedelta
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,10 +13,18 @@ from alembic import command
 from sqlalchemy import select, text
 
 from bot.rules import grants, policy_file, sender_codes
-from bot.rules.sender_codes import SenderCodeError, SenderCodeSettings, set_sender_code
+from bot.rules.quiet_hours import QuietHours
+from bot.rules.sender_codes import SenderCodeError, SenderCodeRules, set_sender_code
 from bot.store import schema
 from bot.store.engine import make_engine
-from bot.store.models import AuditEvent, Grant, Role, SendRequest, State
+from bot.store.models import (
+    ALL_SENDER_CODES,
+    AuditEvent,
+    Grant,
+    Role,
+    SendRequest,
+    State,
+)
 from tests.harness import Database, run_cli
 
 CODE, OTHER = "5551234567", "12345"
@@ -26,9 +34,9 @@ def audit_rows(db: Database, event: str | None = None) -> list[AuditEvent]:
     return [row for row in db.audit_rows() if event is None or row.event == event]
 
 
-def settings(db: Database, code: str = CODE) -> SenderCodeSettings | None:
+def rules_of(db: Database, code: str = CODE) -> SenderCodeRules | None:
     with db.sessions() as session:
-        return sender_codes.get_settings(session, code)
+        return sender_codes.get_rules(session, code)
 
 
 # --- migration ---------------------------------------------------------------------------
@@ -41,10 +49,10 @@ def test_migration_keeps_existing_sender_codes(database_url: str) -> None:
                                 "VALUES ('55555', 'Old', 2, false)"))
     schema.upgrade(database_url)
     db = Database(database_url, engine)
-    assert settings(db, "55555") == SenderCodeSettings(code="55555", label="Old", approvals=2)
+    assert rules_of(db, "55555") == SenderCodeRules(code="55555", label="Old", approvals=2)
     command.downgrade(schema.alembic_config(database_url), "0001")
     schema.upgrade(database_url)
-    assert settings(db, "55555") == SenderCodeSettings(code="55555", label="Old", approvals=2)
+    assert rules_of(db, "55555") == SenderCodeRules(code="55555", label="Old", approvals=2)
     engine.dispose()
 
 
@@ -54,7 +62,7 @@ def test_create_with_defaults_and_audit(db: Database) -> None:
     with db.sessions.begin() as session:
         change = set_sender_code(session, "(555) 123-4567", "UADMIN", label="Marketing", approvals=2)
     assert change.code == CODE and change.before is None and change.changed
-    assert settings(db) == SenderCodeSettings(code=CODE, label="Marketing", approvals=2)
+    assert rules_of(db) == SenderCodeRules(code=CODE, label="Marketing", approvals=2)
     [event] = audit_rows(db, "sender_code")
     assert (event.actor_id, event.sender_code) == ("UADMIN", CODE)
     assert event.details == {"before": None, "after": {
@@ -69,9 +77,9 @@ def test_update_changes_only_the_given_fields(db: Database) -> None:
                         self_approval=True)
     with db.sessions.begin() as session:
         change = set_sender_code(session, CODE, "UOTHER", daily_cap=3, channels=[])
-    assert settings(db) == SenderCodeSettings(
+    assert rules_of(db) == SenderCodeRules(
         code=CODE, label="Marketing", groups=("VIP", "Newsletter"), approvals=2, self_approval=True, daily_cap=3,
-        quiet_hours="21:00-08:00", timezone="America/New_York", channels=())
+        quiet_hours=QuietHours(time(21), time(8), "America/New_York"), timezone="America/New_York", channels=())
     assert change.before is not None and change.after is not None
     assert {k for k in change.after if change.before[k] != change.after[k]} == {"daily_cap", "channels"}
     last = audit_rows(db, "sender_code")[-1]
@@ -96,7 +104,7 @@ def test_clear_nullable_fields(db: Database) -> None:
             set_sender_code(session, CODE, "U1", clear=["timezone"])
     with db.sessions.begin() as session:
         set_sender_code(session, CODE, "U1", clear=["daily_cap", "quiet_hours"])
-    assert settings(db) == SenderCodeSettings(code=CODE, timezone="Europe/Berlin")
+    assert rules_of(db) == SenderCodeRules(code=CODE, timezone="Europe/Berlin")
 
 
 def test_every_problem_is_reported_and_nothing_changes(db: Database) -> None:
@@ -113,7 +121,7 @@ def test_every_problem_is_reported_and_nothing_changes(db: Database) -> None:
     assert any(p.startswith("quiet hours: quiet hours need a time zone") for p in problems)
     assert any("'general' is not a Slack channel ID" in p for p in problems)
     assert any("a group name cannot be empty" in p for p in problems)
-    assert settings(db) == SenderCodeSettings(code=CODE, label="Before")
+    assert rules_of(db) == SenderCodeRules(code=CODE, label="Before")
     assert len(audit_rows(db, "sender_code")) == 1
 
 
@@ -144,11 +152,15 @@ def test_list_sender_codes_in_code_order(db: Database) -> None:
         assert [row.code for row in sender_codes.list_sender_codes(session)] == ["12345", "5550000001", "5550000002"]
 
 
-def test_quiet_hours_of_a_code() -> None:
-    code = SenderCodeSettings(code=CODE, quiet_hours="21:00-08:00", timezone="America/New_York")
-    quiet = code.quiet()
-    assert quiet is not None and quiet.contains(datetime(2026, 1, 15, 2, 0))
-    assert SenderCodeSettings(code=CODE).quiet() is None
+def test_a_codes_quiet_hours_come_back_as_one_value_in_its_time_zone(db: Database) -> None:
+    with db.sessions.begin() as session:
+        set_sender_code(session, CODE, "U1", quiet_hours="21:00-8:00", timezone="America/New_York")
+    found = rules_of(db)
+    assert found is not None and found.quiet_hours == QuietHours(time(21), time(8), "America/New_York")
+    assert found.quiet_hours.contains(datetime(2026, 1, 15, 2, 0))  # 21:00 in New York
+    assert SenderCodeRules(code=CODE).quiet_hours is None
+    with pytest.raises(ValueError, match="quiet hours in UTC for a sender code in Europe/Berlin"):
+        SenderCodeRules(code=CODE, quiet_hours=QuietHours(time(21), time(8), "UTC"), timezone="Europe/Berlin")
 
 
 # --- the daily cap ------------------------------------------------------------------------
@@ -200,9 +212,9 @@ def sample_policy(db: Database) -> None:
                         channels=["C0123ABC", "G0456DEF"], self_approval=False)
         set_sender_code(session, OTHER, "U1", label="yes", approvals=1, self_approval=True)
         grants.grant(session, "UREQ", Role.REQUESTER, CODE, "U1")
-        grants.grant(session, "UAPP", Role.APPROVER, None, "U1")
+        grants.grant(session, "UAPP", Role.APPROVER, ALL_SENDER_CODES, "U1")
         grants.grant(session, "UAPP", Role.APPROVER, OTHER, "U1")
-        grants.grant(session, "UADM", Role.ADMIN, None, "U1")
+        grants.grant(session, "UADM", Role.ADMIN, ALL_SENDER_CODES, "U1")
 
 
 def test_export_is_stable_and_readable(db: Database) -> None:
@@ -269,9 +281,10 @@ grants:
     assert [(g.user, g.role, g.sender_code) for g in summary.granted] == [("UNEW", "approver", "98765")]
     assert {(g.user, g.role, g.sender_code) for g in summary.revoked} == {
         ("UAPP", "approver", "*"), ("UAPP", "approver", OTHER), ("UADM", "admin", "*")}
-    assert settings(db) == SenderCodeSettings(code=CODE, label="Marketing", approvals=3, quiet_hours="22:00-07:30",
+    assert rules_of(db) == SenderCodeRules(code=CODE, label="Marketing", approvals=3,
+                                              quiet_hours=QuietHours.parse("22:00-07:30", "Europe/Berlin"),
                                               timezone="Europe/Berlin")
-    assert settings(db, OTHER) is None
+    assert rules_of(db, OTHER) is None
     with db.sessions() as session:
         assert {(g.user_id, g.role, g.sender_code) for g in session.scalars(select(Grant))} == {
             ("UREQ", "requester", CODE), ("UNEW", "approver", "98765")}
@@ -285,7 +298,7 @@ grants:
 
 def test_a_bad_document_lists_every_problem_and_changes_nothing(db: Database) -> None:
     sample_policy(db)
-    before = (len(db.audit_rows()), settings(db))
+    before = (len(db.audit_rows()), rules_of(db))
     document = """
 version: 1
 sender_codes:
@@ -324,7 +337,7 @@ extra: true
     for line in expected:
         assert any(p.startswith(line) for p in problems), (line, problems)
     assert len(problems) == len(expected), problems
-    assert (len(db.audit_rows()), settings(db)) == before
+    assert (len(db.audit_rows()), rules_of(db)) == before
 
 
 @pytest.mark.parametrize(("document", "message"), [

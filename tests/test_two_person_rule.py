@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.rules import grants
-from bot.rules.sender_codes import get_settings
+from bot.rules.sender_codes import get_rules
+from bot.store.models import ALL_SENDER_CODES
 from tests.harness import CODE, Database, SlackDriver, run_cli
 
 ADMIN, CODE_ADMIN, COLLEAGUE = "UADMIN", "UCODEADMIN", "UCOLLEAGUE"
@@ -28,7 +29,7 @@ def refusals(db: Database) -> list[tuple[str, str | None, str]]:
 
 
 def test_an_admin_of_one_code_cannot_set_up_a_send_they_alone_approve(db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     db.sender_code(CODE, label="Marketing US", approvals_required=2)
 
@@ -42,7 +43,7 @@ def test_an_admin_of_one_code_cannot_set_up_a_send_they_alone_approve(db: Databa
     assert say(slack, CODE_ADMIN, f"revoke {CODE_ADMIN} admin {CODE}").startswith("Nobody changes their own grants")
 
     with db.sessions() as session:
-        settings = get_settings(session, CODE)
+        settings = get_rules(session, CODE)
     assert settings is not None and (settings.label, settings.approvals, settings.self_approval) == (
         "Marketing US", 2, False)  # the refused command changed nothing, not even the label
     assert held(db, CODE_ADMIN) == {("admin", CODE)}
@@ -59,7 +60,7 @@ def test_an_admin_of_one_code_cannot_set_up_a_send_they_alone_approve(db: Databa
 
 def test_only_an_admin_of_every_code_enables_self_approval_and_it_is_audited(
         db: Database, slack: SlackDriver) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     db.sender_code(CODE, allow_self_approval=False)
     reply = say(slack, ADMIN, f"sender-code set {CODE} --self-approval yes")
@@ -77,7 +78,7 @@ def test_only_an_admin_of_every_code_enables_self_approval_and_it_is_audited(
 
 def test_an_admin_of_every_code_cannot_grant_themselves_either_but_the_operator_can(
         db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
-    db.grant(ADMIN, "admin", None)
+    db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     db.grant(CODE_ADMIN, "admin", CODE)
     assert say(slack, ADMIN, f"grant {ADMIN} requester {CODE}") == (
         "Nobody changes their own grants, admins included, so that no one can make a send possible alone: "

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 import httpx
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.ops.config import ConfigError, Settings, load_settings
 from bot.store import schema
@@ -43,17 +42,15 @@ def check_config(env: Mapping[str, str]) -> Check:
 def check_database(settings: Settings) -> Check:
     engine = make_engine(settings.database_url)
     try:
-        current = schema.current_revision(engine)
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        return Check("database", False, f"cannot reach it ({type(cause).__name__}): check DATABASE_URL")
+        status = schema.schema_status(engine)
     finally:
         engine.dispose()
-    head = schema.head_revision()
-    if current != head:
-        return Check("database", False, f"schema at {current or 'nothing'}, the bot needs {head}: "
+    if not status.reachable:
+        return Check("database", False, f"cannot reach it ({status.failure}): check DATABASE_URL")
+    if not status.up_to_date:
+        return Check("database", False, f"schema at {status.current or 'nothing'}, the bot needs {status.head}: "
                                         "run `sms-bot db upgrade`")
-    return Check("database", True, f"reachable, schema at {head} (current)")
+    return Check("database", True, f"reachable, schema at {status.head} (current)")
 
 
 def check_slack(settings: Settings) -> Check:

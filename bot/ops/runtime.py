@@ -18,7 +18,7 @@ from bot.ops.work import BackgroundWork
 from bot.requests.choices import RequestForm
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.outbox import Outbox
-from bot.rules.cache import PolicyCache
+from bot.rules.cache import RulesCache
 from bot.store.engine import make_engine, make_session_factory
 from bot.whatcounts.catalog import MessageCatalog
 from bot.whatcounts.client import Outcome, WhatCountsClient
@@ -31,7 +31,7 @@ class Core:
     engine: Engine
     whatcounts: WhatCountsClient
     catalog: MessageCatalog
-    cache: PolicyCache
+    cache: RulesCache
     form: RequestForm
     lifecycle: Lifecycle
     outbox: Outbox
@@ -69,7 +69,7 @@ def build_core(settings: Settings) -> Core:
                                   settings.whatcounts_password, settings.whatcounts_timeout,
                                   observer=_observe_send)
     catalog = MessageCatalog(whatcounts)
-    cache = PolicyCache(sessions, settings.policy_cache_seconds)
+    cache = RulesCache(sessions, settings.policy_cache_seconds)
     dry_run = settings.whatcounts_dry_run
     if dry_run:
         log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")

@@ -13,9 +13,9 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.lifecycle import Refused
-from bot.rules import sending
-from bot.rules.cache import PolicyCache
-from bot.rules.sender_codes import SenderCodeSettings, sends_today
+from bot.rules import grants, sending
+from bot.rules.cache import RulesCache
+from bot.rules.sender_codes import SenderCodeRules, sends_today
 from bot.store.engine import utcnow
 from bot.store.models import ALL_SENDER_CODES, Role
 
@@ -24,22 +24,22 @@ from bot.store.models import ALL_SENDER_CODES, Role
 class FormChoices:
     """The sender codes a user may request in a channel, for the request form."""
 
-    codes: list[SenderCodeSettings]
-    admin_codes: frozenset[str]  # where the user may override quiet hours; `*`: everywhere
+    codes: list[SenderCodeRules]
+    admin_codes: frozenset[str]  # the scopes where the user may override quiet hours
     empty_reason: str = ""  # why `codes` is empty, for the user
 
-    def get(self, code: str | None) -> SenderCodeSettings | None:
+    def get(self, code: str | None) -> SenderCodeRules | None:
         return next((c for c in self.codes if c.code == code), None)
 
     def may_override(self, code: str) -> bool:
-        return code in self.admin_codes or ALL_SENDER_CODES in self.admin_codes
+        return grants.covers(self.admin_codes, code)
 
 
 @dataclass(frozen=True)
 class CodeStatus:
-    """A sender code's policy and where it stands now, shown in the form once the code is chosen."""
+    """A sender code's rules and where it stands now, shown in the form once the code is chosen."""
 
-    settings: SenderCodeSettings
+    rules: SenderCodeRules
     sends_today: int
     quiet_now: str | None  # set while quiet hours are in effect
 
@@ -47,20 +47,20 @@ class CodeStatus:
 @dataclass
 class RequestForm:
     sessions: sessionmaker[Session]
-    cache: PolicyCache
+    cache: RulesCache
     clock: Callable[[], datetime] = utcnow
     dry_run: bool = False  # WHATCOUNTS_DRY_RUN: caps count dry runs only
 
     def choices(self, user_id: str, channel_id: str) -> FormChoices | Refused:
         """Refused if the user holds no requester grant; else the registered codes they may
-        request in this channel (empty, with the reason, if none). From the policy cache: the
+        request in this channel (empty, with the reason, if none). From the rules cache: the
         form only offers, `draft` checks against the database."""
-        policy = self.cache.current()
-        held = policy.codes_by_role(user_id)
+        known = self.cache.current()
+        held = known.codes_by_role(user_id)
         requestable = held.get(Role.REQUESTER, frozenset())
         if not requestable:
             return Refused("no requester grant")
-        mine = [c for c in policy.codes if c.code in requestable or ALL_SENDER_CODES in requestable]
+        mine = [c for c in known.codes if grants.covers(requestable, c.code)]
         here = [c for c in mine if sending.channel_problem(c, channel_id) is None]
         admin_codes = held.get(Role.ADMIN, frozenset())
         if here:
@@ -73,13 +73,13 @@ class RequestForm:
         return FormChoices([], admin_codes, f"You may request {wanted}, but no such sender code is registered "
                                             "yet. An admin registers it with `/sms-send admin sender-code set CODE`.")
 
-    def code_status(self, settings: SenderCodeSettings) -> CodeStatus:
+    def code_status(self, rules: SenderCodeRules) -> CodeStatus:
         now = self.clock()
         used = 0
-        if settings.daily_cap is not None:
+        if rules.daily_cap is not None:
             with self.sessions() as session:
-                used = sends_today(session, settings.code, now, settings.timezone, dry_run=self.dry_run)
-        return CodeStatus(settings, used, sending.quiet_problem(settings, now))
+                used = sends_today(session, rules.code, now, rules.timezone, dry_run=self.dry_run)
+        return CodeStatus(rules, used, sending.quiet_problem(rules, now))
 
     def admins(self) -> list[str]:
         return self.cache.current().holders(Role.ADMIN)

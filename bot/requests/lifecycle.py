@@ -23,7 +23,7 @@ from bot.requests import approved_text
 from bot.requests.fields import RequestFields
 from bot.requests.reading import RequestView, read_view
 from bot.rules import grants, sending
-from bot.rules.sender_codes import get_settings
+from bot.rules.sender_codes import get_rules
 from bot.store import audit
 from bot.store.engine import utcnow
 from bot.store.models import Approval, Role, SendRequest, State
@@ -129,7 +129,7 @@ class Lifecycle:
 
     def draft(self, requester_id: str, team_id: str, channel_id: str, fields: RequestFields,
               quiet_override: str | None = None) -> SendRequest | Invalid:
-        """A request not yet stored, checked against the sender code's policy, for posting its card first.
+        """A request not yet stored, checked against the sender code's rules, for posting its card first.
 
         `quiet_override`: an admin's reason to request a send inside quiet hours.
         """
@@ -138,18 +138,18 @@ class Lifecycle:
         with self.sessions() as session:
             if not grants.has_role(session, requester_id, Role.REQUESTER, code):
                 return Invalid({"sender_code": f"You have no grant to request sends for sender code {code}."})
-            settings = get_settings(session, code)
-            if settings is None:
+            rules = get_rules(session, code)
+            if rules is None:
                 return Invalid({"sender_code": f"Sender code {code} is not registered: an admin adds it with "
                                                f"`/sms-send admin sender-code set {code}`."})
             errors: dict[str, str] = {}
-            if problem := sending.channel_problem(settings, channel_id):
+            if problem := sending.channel_problem(rules, channel_id):
                 errors["sender_code"] = problem
-            elif problem := sending.cap_problem(session, settings, now, self.dry_run):
+            elif problem := sending.cap_problem(session, rules, now, self.dry_run):
                 errors["sender_code"] = problem
-            elif (problem := sending.quiet_problem(settings, now)) and not quiet_override:
+            elif (problem := sending.quiet_problem(rules, now)) and not quiet_override:
                 errors["sender_code"] = problem
-            if problem := sending.group_problem(settings, fields.group_name):
+            if problem := sending.group_problem(rules, fields.group_name):
                 errors["group_name"] = problem
             if quiet_override and not grants.has_role(session, requester_id, Role.ADMIN, code):
                 errors["quiet_override"] = f"Only an admin of sender code {code} can override its quiet hours."
@@ -165,11 +165,11 @@ class Lifecycle:
             channel_id=channel_id, card_ts="", message_name=fields.message_name,
             sender_code=code, campaign_name=fields.campaign_name,
             description=fields.description, group_name=fields.group_name,
-            approvals_required=settings.approvals, allow_self_approval=settings.self_approval,
+            approvals_required=rules.approvals, allow_self_approval=rules.self_approval,
             created_at=now, expires_at=now + self.request_ttl, version=1, card_version=1,
             outcome_posted=False, message_text=text, message_verified=text is not None,
-            sender_label=settings.label,
-            quiet_hours=str(quiet) if (quiet := settings.quiet()) else None,
+            sender_label=rules.label,
+            quiet_hours=rules.quiet_hours,
             quiet_override=quiet_override, dry_run=self.dry_run,
         )
 
@@ -194,7 +194,8 @@ class Lifecycle:
                              dry_run=draft.dry_run)
                 if draft.quiet_override:
                     audit.record(session, "quiet_override", draft.requester_id, request_id=draft.id,
-                                 sender_code=draft.sender_code, quiet_hours=draft.quiet_hours,
+                                 sender_code=draft.sender_code,
+                                 quiet_hours=str(draft.quiet_hours) if draft.quiet_hours else None,
                                  reason=draft.quiet_override)
         except IntegrityError:
             if draft.view_id is not None and self.submitted(draft.view_id) is not None:
@@ -271,15 +272,15 @@ class Lifecycle:
         return Changed(view, send=claimed)
 
     def _claim_check(self, session: Session, request: SendRequest) -> str | None:
-        """The policy at the moment of sending, with the sender code's row locked so that
+        """The rules at the moment of sending, with the sender code's row locked so that
         concurrent claims of one code count each other's sends. A reason means: do not send."""
-        settings = sending.lock_sender_code(session, request.sender_code)
-        if settings is None:
+        rules = sending.lock_sender_code(session, request.sender_code)
+        if rules is None:
             return f"Not sent: sender code {request.sender_code} is no longer registered."
         now = self.clock()
-        if not request.quiet_override and (problem := sending.quiet_problem(settings, now)):
+        if not request.quiet_override and (problem := sending.quiet_problem(rules, now)):
             return f"Not sent at approval: {problem}"
-        if problem := sending.cap_problem(session, settings, now, request.dry_run):
+        if problem := sending.cap_problem(session, rules, now, request.dry_run):
             return f"Not sent at approval: {problem}"
         return None
 

@@ -94,7 +94,7 @@ def _comma_list(raw: str | None) -> list[str] | None:
 
 
 def apply_sender_code_options(session: Session, args: argparse.Namespace, by: str) -> list[str]:
-    """Apply parsed `sender-code set` arguments: what changed, then the code's policy now.
+    """Apply parsed `sender-code set` arguments: what changed, then the code's rules now.
 
     Raises AdminError listing every problem; the caller's transaction then changes nothing.
     """
@@ -108,7 +108,7 @@ def apply_sender_code_options(session: Session, args: argparse.Namespace, by: st
     except sender_codes.SenderCodeError as exc:
         raise AdminError(f"sender code {args.code} was not changed:\n"
                          + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
-    current = sender_codes.get_settings(session, change.code)
+    current = sender_codes.get_rules(session, change.code)
     assert current is not None
     return [_change_line(change), *current.describe()]
 
@@ -127,13 +127,13 @@ def _change_line(change: sender_codes.Change) -> str:
 def sender_code_lines(session: Session) -> list[str]:
     """Every registered sender code, described in three lines each."""
     return [line for row in sender_codes.list_sender_codes(session)
-            for line in sender_codes.SenderCodeSettings.from_row(row).describe()]
+            for line in sender_codes.SenderCodeRules.from_row(row).describe()]
 
 
-def parse_scope(raw: str | None) -> str | None:
-    """A typed sender code, normalized; None for every code (omitted or `*`). AdminError if it is none."""
+def parse_scope(raw: str | None) -> str:
+    """A typed grant scope: a sender code, normalized, or ALL_SENDER_CODES (omitted or `*`). AdminError if neither."""
     if raw is None or raw == ALL_SENDER_CODES:
-        return None
+        return ALL_SENDER_CODES
     code = normalize_sender_code(raw)
     if code is None:
         raise AdminError(f"{raw!r} is not a sender code: a short code (5-6 digits) or a US phone number. "
@@ -141,14 +141,10 @@ def parse_scope(raw: str | None) -> str | None:
     return code
 
 
-def scope_name(code: str | None) -> str:
-    return "every sender code" if code in (None, ALL_SENDER_CODES) else f"sender code {code}"
-
-
-def grant_result(who: str, role: str, code: str | None, add: bool, changed: bool) -> str:
+def grant_result(who: str, role: str, scope: str, add: bool, changed: bool) -> str:
     """One line saying what a grant or revoke did."""
     verb = ("granted" if changed else "already held") if add else ("revoked" if changed else "was not held")
-    return f"{who}: {role} for {scope_name(code)} {verb}"
+    return f"{who}: {role} for {grants.scope_name(scope)} {verb}"
 
 
 # --- the chat surface -------------------------------------------------------------------
@@ -168,21 +164,20 @@ class _Context:
 
     session: Session
     actor: str
-    codes: frozenset[str]  # the sender codes the actor administers; `*` is every code
+    codes: frozenset[str]  # the scopes of the actor's admin grants
 
-    def require(self, code: str | None, what: str) -> None:
-        """Refuse unless the actor administers `code` (None: every sender code)."""
-        if ALL_SENDER_CODES in self.codes or (code is not None and code in self.codes):
+    def require(self, scope: str, what: str) -> None:
+        """Refuse unless the actor administers `scope` (a sender code, or ALL_SENDER_CODES)."""
+        if grants.covers(self.codes, scope):
             return
         mine = ", ".join(sorted(self.codes))
-        raise AdminRefused(f"You administer sender code(s) {mine} only; {what} for {scope_name(code)} needs an "
-                           f"admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
-                           "Nothing was changed.", f"{what} needs an admin of {scope_name(code)}",
-                           code or ALL_SENDER_CODES)
+        raise AdminRefused(f"You administer sender code(s) {mine} only; {what} for {grants.scope_name(scope)} needs "
+                           f"an admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
+                           "Nothing was changed.", f"{what} needs an admin of {grants.scope_name(scope)}", scope)
 
-    def others_who_administer(self, code: str | None) -> list[str]:
-        """Admins of `code` (None: of every code), the actor left out: whom to ask instead."""
-        scopes = (ALL_SENDER_CODES,) if code is None else (code, ALL_SENDER_CODES)
+    def others_who_administer(self, scope: str) -> list[str]:
+        """Admins of `scope` (a sender code, or ALL_SENDER_CODES), the actor left out: whom to ask instead."""
+        scopes = (ALL_SENDER_CODES,) if scope == ALL_SENDER_CODES else (scope, ALL_SENDER_CODES)
         stmt = (select(Grant.user_id).where(Grant.role == Role.ADMIN, Grant.sender_code.in_(scopes),
                                             Grant.user_id != self.actor).distinct().order_by(Grant.user_id))
         return list(self.session.scalars(stmt))
@@ -218,9 +213,10 @@ def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
                f"the operator can, on the command line (`sms-bot {'grant' if add else 'revoke'} {user} {role}`)")
         raise AdminRefused(f"Nobody changes their own grants, admins included, so that no one can make a send "
                            f"possible alone: {ask}. Nothing was changed.",
-                           f"own grant: {'grant' if add else 'revoke'} {role}", code or ALL_SENDER_CODES)
+                           f"own grant: {'grant' if add else 'revoke'} {role}", code)
     ctx.require(code, "granting" if add else "revoking")
-    if not add and role is Role.ADMIN and code is None and _global_admins(ctx.session, lock=True) == [user]:
+    if (not add and role is Role.ADMIN and code == ALL_SENDER_CODES
+            and _global_admins(ctx.session, lock=True) == [user]):
         raise AdminRefused(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
                            f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
                            "admin`). Nothing was changed.", "the last admin for every sender code", ALL_SENDER_CODES)
@@ -230,7 +226,7 @@ def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
 
 
 def _grant_lines(session: Session) -> list[str]:
-    return [f"• {mention(g.user_id)}: {g.role} for {scope_name(g.sender_code)} "
+    return [f"• {mention(g.user_id)}: {g.role} for {grants.scope_name(g.sender_code)} "
             f"(by {mention(g.granted_by)}, {g.granted_at:%Y-%m-%d})" for g in grants.list_grants(session)]
 
 
@@ -248,19 +244,19 @@ def _sender_code_list(ctx: _Context, _args: object = None) -> str:
 
 def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> str:
     code = parse_scope(args.code)
-    if code is None:
+    if code == ALL_SENDER_CODES:
         raise AdminError("`sender-code set` needs one sender code, not `*`. Nothing was changed.")
     ctx.require(code, "changing the policy")
     if args.self_approval == "yes" and ALL_SENDER_CODES not in ctx.codes:
-        current = sender_codes.get_settings(ctx.session, code)
+        current = sender_codes.get_rules(ctx.session, code)
         if current is None or not current.self_approval:
-            who = _mentions(ctx.others_who_administer(None)) or "the operator"
+            who = _mentions(ctx.others_who_administer(ALL_SENDER_CODES)) or "the operator"
             raise AdminRefused(f"Self-approval lets one person request and approve a send alone, so only an admin "
                                f"of every sender code can enable it for sender code {code}: ask {who}. "
                                "Nothing was changed.", "enabling self-approval needs an admin of every sender code",
                                code)
-    first, *policy = apply_sender_code_options(ctx.session, args, ctx.actor)
-    return f"{first}\n{_listing(policy, '')}"
+    first, *rules = apply_sender_code_options(ctx.session, args, ctx.actor)
+    return f"{first}\n{_listing(rules, '')}"
 
 
 Handler = Callable[[_Context, argparse.Namespace], str]

@@ -43,13 +43,13 @@ class PolicyError(Problems):
 @dataclass(frozen=True)
 class GrantRow:
     user: str
-    role: str
-    sender_code: str  # a normalized code, or "*" for every code
+    role: Role
+    sender_code: str  # a normalized code, or ALL_SENDER_CODES
 
 
 @dataclass(frozen=True)
 class Policy:
-    sender_codes: tuple[sender_codes.SenderCodeSettings, ...]
+    sender_codes: tuple[sender_codes.SenderCodeRules, ...]
     grants: tuple[GrantRow, ...]
 
 
@@ -70,19 +70,15 @@ class ImportSummary:
             return ["no changes: the bot's policy already matches the file"]
         out = [f"sender code {code} {verb}" for verb, codes in
                (("added", self.added), ("updated", self.updated), ("removed", self.removed)) for code in codes]
-        out += [f"{verb} {g.user} {g.role} for {_scope(g.sender_code)}" for verb, grants in
-                (("granted", self.granted), ("revoked", self.revoked)) for g in grants]
+        out += [f"{verb} {g.user} {g.role} for {grants.scope_name(g.sender_code)}" for verb, granted in
+                (("granted", self.granted), ("revoked", self.revoked)) for g in granted]
         return out
-
-
-def _scope(code: str) -> str:
-    return "every sender code" if code == ALL_SENDER_CODES else f"sender code {code}"
 
 
 # --- export ------------------------------------------------------------------------------
 
 def read_policy(session: Session) -> Policy:
-    codes = tuple(sender_codes.SenderCodeSettings.from_row(row) for row in sender_codes.list_sender_codes(session))
+    codes = tuple(sender_codes.SenderCodeRules.from_row(row) for row in sender_codes.list_sender_codes(session))
     grant_rows = tuple(GrantRow(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session))
     return Policy(codes, grant_rows)
 
@@ -92,8 +88,8 @@ def export_policy(session: Session) -> str:
     policy = read_policy(session)
     document = {
         "version": VERSION,
-        "sender_codes": [{"code": s.code, **s.policy()} for s in policy.sender_codes],
-        "grants": [{"user": g.user, "role": g.role, "sender_code": g.sender_code}
+        "sender_codes": [{"code": s.code, **s.fields()} for s in policy.sender_codes],
+        "grants": [{"user": g.user, "role": g.role.value, "sender_code": g.sender_code}
                    for g in sorted(policy.grants, key=lambda g: (g.user, g.role, g.sender_code))],
     }
     return HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False,
@@ -138,7 +134,7 @@ def parse_policy(text: str) -> Policy:
     if document.get("version", VERSION) != VERSION:
         problems.append(f"version: this bot reads version {VERSION} (got {document.get('version')!r})")
 
-    codes: list[sender_codes.SenderCodeSettings] = []
+    codes: list[sender_codes.SenderCodeRules] = []
     seen_codes: dict[str, str] = {}
     for i, item in enumerate(_list(document, "sender_codes", problems)):
         path = f"sender_codes[{i}]"
@@ -151,7 +147,7 @@ def parse_policy(text: str) -> Policy:
             continue
         code = item["code"]
         values = {key: value for key, value in item.items() if key in sender_codes.FIELDS}
-        settings, errors = sender_codes.parse_settings(code if isinstance(code, str) else repr(code), values)
+        rules, errors = sender_codes.parse_rules(code if isinstance(code, str) else repr(code), values)
         if not isinstance(code, str):
             errors["code"] = f"write the sender code in quotes, e.g. code: '5551234567' (got {code!r})"
         problems += [f"{path}.{key}: {problem}" for key, problem in errors.items()]
@@ -160,8 +156,8 @@ def parse_policy(text: str) -> Policy:
             problems.append(f"{path}.code: sender code {normalized} is also {seen_codes[normalized]}")
         elif normalized is not None:
             seen_codes[normalized] = path
-        if settings is not None:
-            codes.append(settings)
+        if rules is not None:
+            codes.append(rules)
 
     grants: list[GrantRow] = []
     seen_grants: dict[GrantRow, str] = {}
@@ -187,7 +183,7 @@ def parse_policy(text: str) -> Policy:
                             f"(got {raw_code!r})")
         if len(problems) > before:
             continue
-        grant = GrantRow(str(user), str(role), str(code))
+        grant = GrantRow(str(user), Role(str(role)), str(code))
         if grant in seen_grants:
             problems.append(f"{path}: the same grant as {seen_grants[grant]}")
         else:
@@ -208,21 +204,21 @@ def import_policy(session: Session, text: str, by: str) -> ImportSummary:
         if row.code not in wanted_codes:
             sender_codes.remove_sender_code(session, row.code, by)
             summary.removed.append(row.code)
-    for settings in wanted.sender_codes:
-        change = sender_codes.replace_sender_code(session, settings, by)
+    for rules in wanted.sender_codes:
+        change = sender_codes.replace_sender_code(session, rules, by)
         if change.before is None:
-            summary.added.append(settings.code)
+            summary.added.append(rules.code)
         elif change.changed:
-            summary.updated.append(settings.code)
+            summary.updated.append(rules.code)
 
     current = {GrantRow(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session)}
     wanted_grants = set(wanted.grants)
     for grant in sorted(current - wanted_grants, key=lambda g: (g.user, g.role, g.sender_code)):
-        grants.revoke(session, grant.user, Role(grant.role), grant.sender_code, by)
+        grants.revoke(session, grant.user, grant.role, grant.sender_code, by)
         summary.revoked.append(grant)
     for grant in wanted.grants:
         if grant not in current:
-            grants.grant(session, grant.user, Role(grant.role), grant.sender_code, by)
+            grants.grant(session, grant.user, grant.role, grant.sender_code, by)
             summary.granted.append(grant)
     session.flush()
     return summary

@@ -3,6 +3,10 @@
 The window is `[start, end)` in the sender code's time zone and may cross midnight
 ("21:00-08:00"). It is compared with the local wall-clock time of the moment, so it
 follows daylight saving time: 21:00 is 21:00 local in winter and in summer.
+
+`QuietHours` is the one shape of quiet hours: the models map their columns to it (and this
+module imports nothing of the bot, so the store may use it), the rules and cards use it,
+and text is parsed only where a person or a file typed it.
 """
 
 from __future__ import annotations
@@ -41,25 +45,42 @@ def zone(name: str) -> ZoneInfo:
                          "America/New_York or Europe/Berlin") from exc
 
 
+def _check_window(start: time, end: time) -> None:
+    if start == end:
+        raise ValueError(f"quiet hours {format_time(start)}-{format_time(end)} start and end "
+                         "at the same time; give a window such as 21:00-08:00")
+
+
+def parse_window(window: str) -> tuple[time, time]:
+    """'21:00-08:00' into its start and end; ValueError with a message fit to show a person."""
+    start, sep, end = window.partition("-")
+    if not sep or not start.strip() or not end.strip():
+        raise ValueError(f"{window!r} is not a window like 21:00-08:00 (start-end, 24-hour clock)")
+    times = parse_time(start), parse_time(end)
+    _check_window(*times)
+    return times
+
+
 @dataclass(frozen=True)
 class QuietHours:
     start: time
     end: time
-    timezone: str
+    timezone: str  # an IANA name
 
     def __post_init__(self) -> None:
         zone(self.timezone)
-        if self.start == self.end:
-            raise ValueError(f"quiet hours {format_time(self.start)}-{format_time(self.end)} start and end "
-                             "at the same time; give a window such as 21:00-08:00")
+        _check_window(self.start, self.end)
 
     @classmethod
     def parse(cls, window: str, timezone: str) -> QuietHours:
         """'21:00-08:00' in `timezone`; ValueError with a message fit to show a person."""
-        start, sep, end = window.partition("-")
-        if not sep or not start.strip() or not end.strip():
-            raise ValueError(f"{window!r} is not a window like 21:00-08:00 (start-end, 24-hour clock)")
-        return cls(parse_time(start), parse_time(end), timezone.strip() if timezone else timezone)
+        return cls(*parse_window(window), timezone.strip() if timezone else timezone)
+
+    @classmethod
+    def from_text(cls, text: str) -> QuietHours:
+        """The inverse of `str()`: '21:00-08:00 America/New_York'."""
+        window, _, timezone = text.partition(" ")
+        return cls.parse(window, timezone)
 
     @property
     def window(self) -> str:

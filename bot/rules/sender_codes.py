@@ -1,9 +1,9 @@
-"""The sender-code registry: each code's sending policy, as plain functions over the session.
+"""The sender-code registry: each code's rules, as plain functions over the session.
 
-A sender code's policy: a label, the SMS groups that may be chosen for it, how many
+A sender code's rules: a label, the SMS groups that may be chosen for it, how many
 approvals a send needs and whether the requester may be one of them, a daily cap on
 sends, quiet hours in a time zone, and the Slack channels it may be requested from.
-Every change is audited ("sender_code", with the policy before and after).
+Every change is audited ("sender_code", with the rules before and after).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from bot.problems import Problems
 from bot.requests.fields import ALL_CONTACTS, normalize_sender_code
-from bot.rules.quiet_hours import QuietHours, zone
+from bot.rules.quiet_hours import QuietHours, parse_window, zone
 from bot.store import audit
 from bot.store.models import AuditEvent, SenderCode, SendRequest, State
 
@@ -38,8 +38,8 @@ class SenderCodeError(Problems):
 
 
 @dataclass(frozen=True)
-class SenderCodeSettings:
-    """One sender code's whole policy, checked. Field names are those of the policy file."""
+class SenderCodeRules:
+    """One sender code's rules, checked. Field names are those of the policy file."""
 
     code: str
     label: str = ""
@@ -47,42 +47,44 @@ class SenderCodeSettings:
     approvals: int = 1
     self_approval: bool = False
     daily_cap: int | None = None
-    quiet_hours: str | None = None  # "HH:MM-HH:MM" local time in `timezone`
+    quiet_hours: QuietHours | None = None  # always in `timezone`
     timezone: str | None = None  # IANA name; also where the daily cap's day begins (UTC if None)
     channels: tuple[str, ...] = ()  # empty: any channel
 
+    def __post_init__(self) -> None:
+        if self.quiet_hours is not None and self.quiet_hours.timezone != self.timezone:
+            raise ValueError(f"quiet hours in {self.quiet_hours.timezone} for a sender code in {self.timezone}")
+
     @classmethod
-    def from_row(cls, row: SenderCode) -> SenderCodeSettings:
-        quiet = f"{row.quiet_start}-{row.quiet_end}" if row.quiet_start and row.quiet_end else None
+    def from_row(cls, row: SenderCode) -> SenderCodeRules:
+        quiet = None
+        if row.quiet_start is not None and row.quiet_end is not None and row.timezone is not None:
+            quiet = QuietHours(row.quiet_start, row.quiet_end, row.timezone)
         return cls(code=row.code, label=row.label, groups=tuple(row.groups or ()),
                    approvals=row.approvals_required, self_approval=row.allow_self_approval,
                    daily_cap=row.daily_cap, quiet_hours=quiet, timezone=row.timezone,
                    channels=tuple(row.channels or ()))
 
-    def policy(self) -> dict[str, Any]:
-        """Everything but the code, as plain JSON/YAML values (lists, not tuples)."""
+    def fields(self) -> dict[str, Any]:
+        """Everything but the code, as plain JSON/YAML values (lists, not tuples; quiet hours as their window)."""
         values = asdict(self)
         del values["code"]
         values["groups"], values["channels"] = list(self.groups), list(self.channels)
+        values["quiet_hours"] = self.quiet_hours.window if self.quiet_hours else None
         return values
 
     def describe(self) -> list[str]:
         """Three lines for a person: the code and label, the rules, the groups and channels."""
         rules = [f"approvals {self.approvals}", f"self-approval {'yes' if self.self_approval else 'no'}",
                  f"daily cap {self.daily_cap}" if self.daily_cap else "no daily cap",
-                 f"quiet hours {self.quiet_hours} {self.timezone}" if self.quiet_hours else "no quiet hours"]
+                 f"quiet hours {self.quiet_hours}" if self.quiet_hours else "no quiet hours"]
         if self.timezone and not self.quiet_hours:
             rules.append(f"time zone {self.timezone}")
         return [f"{self.code}  {self.label or '(no label)'}", "    " + ", ".join(rules),
                 f"    groups: {', '.join(self.groups) or 'none'}; channels: {', '.join(self.channels) or 'any'}"]
 
-    def quiet(self) -> QuietHours | None:
-        if self.quiet_hours is None or self.timezone is None:
-            return None
-        return QuietHours.parse(self.quiet_hours, self.timezone)
 
-
-DEFAULTS: dict[str, Any] = SenderCodeSettings(code="").policy()
+DEFAULTS: dict[str, Any] = SenderCodeRules(code="").fields()
 FIELDS = tuple(DEFAULTS)
 
 
@@ -127,8 +129,8 @@ def _channel_problem(channel: str) -> str | None:
     return None
 
 
-def parse_settings(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeSettings | None, dict[str, str]]:
-    """Check a whole policy (missing fields take their defaults); the settings, or a problem per field."""
+def parse_rules(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeRules | None, dict[str, str]]:
+    """Check a code's rules (missing fields take their defaults); the rules, or a problem per field."""
     errors: dict[str, str] = {}
     v = {**DEFAULTS, **values}
     normalized = normalize_sender_code(code) if isinstance(code, str) else None
@@ -167,23 +169,25 @@ def parse_settings(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeSett
                 timezone = zone(timezone).key
             except ValueError as exc:
                 errors["timezone"] = str(exc)
-    quiet = v["quiet_hours"]
-    if quiet is not None:
-        if not isinstance(quiet, str):
-            errors["quiet_hours"] = f"must be a window like \"21:00-08:00\", in quotes (got {quiet!r})"
+    quiet = None
+    if (window := v["quiet_hours"]) is not None:
+        if not isinstance(window, str):
+            errors["quiet_hours"] = f"must be a window like \"21:00-08:00\", in quotes (got {window!r})"
         else:
             try:
-                quiet = QuietHours.parse(quiet, "UTC").window
+                start, end = parse_window(window)
             except ValueError as exc:
                 errors["quiet_hours"] = str(exc)
             else:
                 if timezone is None:
                     errors["quiet_hours"] = "quiet hours need a time zone, e.g. America/New_York"
+                elif "timezone" not in errors:
+                    quiet = QuietHours(start, end, timezone)
 
     if errors:
         return None, errors
     assert normalized is not None
-    return SenderCodeSettings(normalized, label.strip(), groups, v["approvals"], v["self_approval"],
+    return SenderCodeRules(normalized, label.strip(), groups, v["approvals"], v["self_approval"],
                               v["daily_cap"], quiet, timezone, channels), {}
 
 
@@ -193,10 +197,10 @@ def list_sender_codes(session: Session) -> list[SenderCode]:
     return list(session.scalars(select(SenderCode).order_by(SenderCode.code)))
 
 
-def get_settings(session: Session, code: str) -> SenderCodeSettings | None:
-    """The registered policy of a (normalized) sender code; None if it is not registered."""
+def get_rules(session: Session, code: str) -> SenderCodeRules | None:
+    """The registered rules of a (normalized) sender code; None if it is not registered."""
     row = session.get(SenderCode, code)
-    return SenderCodeSettings.from_row(row) if row else None
+    return SenderCodeRules.from_row(row) if row else None
 
 
 # --- changing ---------------------------------------------------------------------------
@@ -212,27 +216,27 @@ class Change:
         return self.before != self.after
 
 
-def replace_sender_code(session: Session, settings: SenderCodeSettings, by: str) -> Change:
-    """Make the code's stored policy exactly `settings` (checked by `parse_settings`). Audited if it changed."""
-    row = session.get(SenderCode, settings.code)
-    before = SenderCodeSettings.from_row(row).policy() if row else None
-    after = settings.policy()
-    change = Change(settings.code, before, after)
+def replace_sender_code(session: Session, rules: SenderCodeRules, by: str) -> Change:
+    """Make the code's stored rules exactly `rules` (checked by `parse_rules`). Audited if it changed."""
+    row = session.get(SenderCode, rules.code)
+    before = SenderCodeRules.from_row(row).fields() if row else None
+    after = rules.fields()
+    change = Change(rules.code, before, after)
     if not change.changed:
         return change
     if row is None:
-        row = SenderCode(code=settings.code)
+        row = SenderCode(code=rules.code)
         session.add(row)
-    quiet = settings.quiet_hours.split("-") if settings.quiet_hours else (None, None)
-    row.label = settings.label
-    row.groups = list(settings.groups)
-    row.approvals_required = settings.approvals
-    row.allow_self_approval = settings.self_approval
-    row.daily_cap = settings.daily_cap
-    row.quiet_start, row.quiet_end = quiet
-    row.timezone = settings.timezone
-    row.channels = list(settings.channels)
-    audit.record(session, "sender_code", by, sender_code=settings.code, before=before, after=after)
+    quiet = rules.quiet_hours
+    row.label = rules.label
+    row.groups = list(rules.groups)
+    row.approvals_required = rules.approvals
+    row.allow_self_approval = rules.self_approval
+    row.daily_cap = rules.daily_cap
+    row.quiet_start, row.quiet_end = (quiet.start, quiet.end) if quiet else (None, None)
+    row.timezone = rules.timezone
+    row.channels = list(rules.channels)
+    audit.record(session, "sender_code", by, sender_code=rules.code, before=before, after=after)
     return change
 
 
@@ -241,7 +245,7 @@ def remove_sender_code(session: Session, code: str, by: str) -> Change:
     row = session.get(SenderCode, code)
     if row is None:
         return Change(code, None, None)
-    change = Change(code, SenderCodeSettings.from_row(row).policy(), None)
+    change = Change(code, SenderCodeRules.from_row(row).fields(), None)
     session.delete(row)
     audit.record(session, "sender_code", by, sender_code=code, before=change.before, after=None)
     return change
@@ -271,14 +275,14 @@ def set_sender_code(session: Session, code: str, by: str, *, label: str | None =
                  if given[name] is not None]
     if problems:
         raise SenderCodeError(problems)
-    current = get_settings(session, normalized)
-    values = current.policy() if current else dict(DEFAULTS)
+    current = get_rules(session, normalized)
+    values = current.fields() if current else dict(DEFAULTS)
     values.update({name: value for name, value in given.items() if value is not None})
     values.update({name: None for name in clear})
-    settings, errors = parse_settings(normalized, values)
-    if settings is None:
+    rules, errors = parse_rules(normalized, values)
+    if rules is None:
         raise SenderCodeError([f"{name.replace('_', ' ')}: {problem}" for name, problem in errors.items()])
-    return replace_sender_code(session, settings, by)
+    return replace_sender_code(session, rules, by)
 
 
 # --- the daily cap ----------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""A sender code's sending policy applied to one send: when it is requested and when it is claimed.
+"""A sender code's rules applied to one send: when it is requested and when it is claimed.
 
 Each check returns None when the send may go ahead, or a sentence for the person who
-asked. They are plain functions over the registry's `SenderCodeSettings`, so the form,
+asked. They are plain functions over the registry's `SenderCodeRules`, so the form,
 the card and the claim transaction all say the same thing.
 """
 
@@ -13,33 +13,33 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from bot.rules.quiet_hours import QuietHours, format_time
-from bot.rules.sender_codes import SenderCodeSettings, sends_today
+from bot.rules.sender_codes import SenderCodeRules, sends_today
 from bot.store.models import SenderCode
 
 
-def channel_problem(settings: SenderCodeSettings, channel_id: str) -> str | None:
-    if not settings.channels or channel_id in settings.channels:
+def channel_problem(rules: SenderCodeRules, channel_id: str) -> str | None:
+    if not rules.channels or channel_id in rules.channels:
         return None
-    where = ", ".join(f"#{c}" for c in settings.channels)
-    return f"Sender code {settings.code} can only be requested in these channels: {where} (channel IDs)."
+    where = ", ".join(f"#{c}" for c in rules.channels)
+    return f"Sender code {rules.code} can only be requested in these channels: {where} (channel IDs)."
 
 
-def group_problem(settings: SenderCodeSettings, group: str | None) -> str | None:
+def group_problem(rules: SenderCodeRules, group: str | None) -> str | None:
     """WhatCounts ignores an unknown group and sends to everyone, so only registered groups go."""
-    if group is None or group in settings.groups:
+    if group is None or group in rules.groups:
         return None
-    known = ", ".join(settings.groups) or "none"
-    return (f"“{group}” is not a registered group of sender code {settings.code} (registered: {known}). "
+    known = ", ".join(rules.groups) or "none"
+    return (f"“{group}” is not a registered group of sender code {rules.code} (registered: {known}). "
             "Choose one of them or All contacts.")
 
 
-def quiet_problem(settings: SenderCodeSettings, now: datetime) -> str | None:
+def quiet_problem(rules: SenderCodeRules, now: datetime) -> str | None:
     """Set when `now` (naive UTC) falls inside the code's quiet hours."""
-    quiet = settings.quiet()
+    quiet = rules.quiet_hours
     if quiet is None or not quiet.contains(now):
         return None
     local = quiet.local_time(now)
-    return (f"It is {local:%H:%M} in {quiet.timezone}, inside sender code {settings.code}'s quiet hours "
+    return (f"It is {local:%H:%M} in {quiet.timezone}, inside sender code {rules.code}'s quiet hours "
             f"({quiet.window}); nothing may be sent until {format_time(quiet.end)}. An admin can override "
             "with a written reason.")
 
@@ -58,23 +58,23 @@ def quiet_status(quiet: QuietHours | None, requested_at: datetime, expires_at: d
     return f"{quiet}: not in effect while this request is open"
 
 
-def cap_problem(session: Session, settings: SenderCodeSettings, now: datetime, dry_run: bool) -> str | None:
+def cap_problem(session: Session, rules: SenderCodeRules, now: datetime, dry_run: bool) -> str | None:
     """Set when the code's sends today already reach its daily cap (dry runs count only against dry runs)."""
-    if settings.daily_cap is None:
+    if rules.daily_cap is None:
         return None
-    used = sends_today(session, settings.code, now, settings.timezone, dry_run=dry_run)
-    if used < settings.daily_cap:
+    used = sends_today(session, rules.code, now, rules.timezone, dry_run=dry_run)
+    if used < rules.daily_cap:
         return None
-    day = f"the day in {settings.timezone}" if settings.timezone else "the UTC day"
-    return (f"Sender code {settings.code} has reached its daily cap: {used} of {settings.daily_cap} sends "
+    day = f"the day in {rules.timezone}" if rules.timezone else "the UTC day"
+    return (f"Sender code {rules.code} has reached its daily cap: {used} of {rules.daily_cap} sends "
             f"today ({day}). Sends are possible again after midnight.")
 
 
-def lock_sender_code(session: Session, code: str) -> SenderCodeSettings | None:
-    """The code's policy, its row locked until the transaction ends, so claims of one code queue.
+def lock_sender_code(session: Session, code: str) -> SenderCodeRules | None:
+    """The code's rules, its row locked until the transaction ends, so claims of one code queue.
 
     PostgreSQL takes a row lock (`FOR UPDATE`); SQLite transactions here begin IMMEDIATE,
     which already lets one writer in at a time.
     """
     row = session.scalars(select(SenderCode).where(SenderCode.code == code).with_for_update()).first()
-    return SenderCodeSettings.from_row(row) if row else None
+    return SenderCodeRules.from_row(row) if row else None

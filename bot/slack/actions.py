@@ -47,7 +47,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             case Refused(reason=reason):
                 _tell(client, channel_id, user_id, reason)
             case Closed(view=view):
-                _tell(client, view.request.channel_id, user_id, ALREADY[State(view.request.state)])
+                _tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
             case Changed(view=view, send=True):
                 publisher.refresh(view)
                 publisher.show(lifecycle.execute(request_id))

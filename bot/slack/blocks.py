@@ -35,12 +35,11 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
-from bot.requests.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
 from bot.requests.choices import CodeStatus, FormChoices
+from bot.requests.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
 from bot.requests.reading import RequestView
 from bot.rules import sending
-from bot.rules.quiet_hours import QuietHours
-from bot.rules.sender_codes import SenderCodeSettings
+from bot.rules.sender_codes import SenderCodeRules
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
 from bot.whatcounts.client import explain_rejection
@@ -110,15 +109,15 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
-def _code_option(settings: SenderCodeSettings) -> Option:
-    return _option(settings.code, f"{settings.code} · {settings.label}" if settings.label else settings.code)
+def _code_option(rules: SenderCodeRules) -> Option:
+    return _option(rules.code, f"{rules.code} · {rules.label}" if rules.label else rules.code)
 
 
 def policy_summary(status: CodeStatus) -> str:
     """The chosen sender code's rules and where it stands today, under the select in the form."""
-    s = status.settings
+    s = status.rules
     cap = f"{status.sends_today} of {s.daily_cap} sends used today" if s.daily_cap else "no daily cap"
-    quiet = (f"quiet hours {s.quiet_hours} {s.timezone}" + (" *(in effect now)*" if status.quiet_now else "")
+    quiet = (f"quiet hours {s.quiet_hours}" + (" *(in effect now)*" if status.quiet_now else "")
              if s.quiet_hours else "no quiet hours")
     approvals = f"{s.approvals} approval{'s' if s.approvals != 1 else ''} needed"
     return f"*{escape(s.label or s.code)}*: {approvals} · {cap} · {quiet}"
@@ -127,18 +126,18 @@ def policy_summary(status: CodeStatus) -> str:
 def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: CodeStatus | None,
                   dry_run: bool = False) -> dict[str, Any]:
     """The request form. `status`: the chosen sender code, whose groups and rules it then shows."""
-    chosen = status.settings if status else None
+    chosen = status.rules if status else None
     override = bool(chosen and chosen.quiet_hours and choices.may_override(chosen.code))
     form = _form(tuple(choices.codes[:MAX_SELECT_OPTIONS]), status, override, dry_run)
     return {**form, "private_metadata": json.dumps({"channel_id": channel_id, "team_id": team_id})}
 
 
 @functools.lru_cache(maxsize=256)
-def _form(codes: tuple[SenderCodeSettings, ...], status: CodeStatus | None, override: bool,
+def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, override: bool,
           dry_run: bool) -> dict[str, Any]:
     """The form, drawn (and checked by `to_dict()`) once for each set of inputs: building the
     slack_sdk models was most of what an /sms-send cost. Forms share it, so nothing may change it."""
-    chosen = status.settings if status else None
+    chosen = status.rules if status else None
     blocks: list[Block] = []
     if dry_run:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
@@ -166,7 +165,7 @@ def _form(codes: tuple[SenderCodeSettings, ...], status: CodeStatus | None, over
     if chosen and override:
         blocks.append(_text_input(
             "quiet_override", "Quiet-hours override (admins)", MAX_DESCRIPTION, optional=True,
-            hint=f"Only to send inside quiet hours ({chosen.quiet_hours} {chosen.timezone}): why. "
+            hint=f"Only to send inside quiet hours ({chosen.quiet_hours}): why. "
                  "Shown on the card and kept in the audit trail."))
     return View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
                 submit="Request approval", close="Cancel", blocks=blocks).to_dict()
@@ -221,10 +220,10 @@ STATE_HEADLINE = {
 
 def headline(request: SendRequest) -> str:
     if not request.dry_run:
-        return STATE_HEADLINE[State(request.state)]
+        return STATE_HEADLINE[request.state]
     if request.state == State.SENT:
         return ":test_tube: *DRY RUN complete: approved, and nothing was sent to WhatCounts*"
-    return f":test_tube: *DRY RUN* (nothing will be sent to WhatCounts) · {STATE_HEADLINE[State(request.state)]}"
+    return f":test_tube: *DRY RUN* (nothing will be sent to WhatCounts) · {STATE_HEADLINE[request.state]}"
 
 
 RichPart = RichTextElementParts.Text | RichTextElementParts.User | RichTextElementParts.Emoji
@@ -268,8 +267,7 @@ def _audience(request: SendRequest) -> list[RichPart]:
 def _quiet_hours(request: SendRequest) -> list[RichPart]:
     if not request.quiet_hours:
         return [_literal("none set for this sender code")]
-    window, _, timezone = request.quiet_hours.partition(" ")
-    parts: list[RichPart] = [_literal(sending.quiet_status(QuietHours.parse(window, timezone), request.created_at,
+    parts: list[RichPart] = [_literal(sending.quiet_status(request.quiet_hours, request.created_at,
                                                            request.expires_at))]
     if request.quiet_override:
         parts += [_literal("\n"), RichTextElementParts.Emoji(name="warning"), _literal(" "), _bold("Override"),

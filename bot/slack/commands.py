@@ -11,7 +11,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.requests.choices import RequestForm
 from bot.requests.lifecycle import Refused
-from bot.rules.cache import PolicyCache
+from bot.rules.cache import RulesCache
 from bot.slack import admin, blocks
 from bot.whatcounts.catalog import MessageCatalog
 
@@ -25,7 +25,7 @@ def no_access_text(user_id: str, admins: list[str]) -> str:
             f"(`sms-bot grant {user_id} requester --sender-code CODE`).")
 
 
-def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: PolicyCache) -> None:
+def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesCache) -> None:
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()

@@ -22,7 +22,6 @@ from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.adapter.wsgi.http_response import WsgiHttpResponse
 from slack_bolt.response import BoltResponse
 from sqlalchemy import Engine
-from sqlalchemy.exc import SQLAlchemyError
 
 from bot.ops import metrics
 from bot.ops.config import Settings
@@ -38,21 +37,18 @@ EVENTS_PATH = "/slack/events"
 TEXT = [("Content-Type", "text/plain; charset=utf-8")]
 
 
-def readiness(engine: Engine, head: str | None) -> tuple[bool, str]:
+def readiness(engine: Engine) -> tuple[bool, str]:
     """Ready when the database answers and its schema is at the revision this code needs."""
-    try:
-        current = schema.current_revision(engine)
-    except SQLAlchemyError as exc:
-        cause = getattr(exc, "orig", None) or exc
-        return False, f"database unreachable ({type(cause).__name__})"
-    if current != head:
-        return False, f"database schema at {current or 'nothing'}, this code needs {head}"
+    status = schema.schema_status(engine)
+    if not status.reachable:
+        return False, f"database unreachable ({status.failure})"
+    if not status.up_to_date:
+        return False, f"database schema at {status.current or 'nothing'}, this code needs {status.head}"
     return True, "ok"
 
 
 def wsgi_app(runtime: Runtime) -> WSGIApp:
     bolt = SlackRequestHandler(runtime.app, path=EVENTS_PATH)  # everything but our routes: 404s
-    head = schema.head_revision()
     metrics.exposition()  # create the metrics now, before requests arrive on several threads
 
     # The secret Bolt was built with (Runtime does not carry the settings): one source of truth.
@@ -97,7 +93,7 @@ def wsgi_app(runtime: Runtime) -> WSGIApp:
             if path == "/healthz":
                 return plain(start_response, "200 OK", "ok")
             if path == "/readyz":
-                ready, reason = readiness(runtime.core.engine, head)
+                ready, reason = readiness(runtime.core.engine)
                 return plain(start_response, "200 OK" if ready else "503 Service Unavailable", reason)
             if path == "/metrics":
                 start_response("200 OK", [("Content-Type", metrics.CONTENT_TYPE)])

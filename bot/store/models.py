@@ -3,22 +3,26 @@
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import datetime, time
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Enum,
     ForeignKey,
     Index,
     Integer,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     text,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from bot.rules.quiet_hours import QuietHours, format_time, parse_time
 from bot.store.engine import utcnow
 
 ALL_SENDER_CODES = "*"
@@ -48,6 +52,43 @@ class State(enum.StrEnum):
 OPEN_STATES = (State.PENDING, State.SENDING)
 
 
+def _stored_as_value(enum_class: type[enum.StrEnum]) -> Enum:
+    """An enum kept as its lowercase value in a VARCHAR(16), as the migrations made it.
+
+    No CHECK constraint and no native database enum, so the schema is what migrations
+    0001-0004 created; reading a value the enum does not know raises rather than passing
+    a bare string on.
+    """
+    return Enum(enum_class, native_enum=False, create_constraint=False, length=16, validate_strings=True,
+                values_callable=lambda members: [member.value for member in members])
+
+
+class ClockTime(TypeDecorator[time]):
+    """A time of day, kept as the "HH:MM" text migration 0002 made the quiet-hours columns for."""
+
+    impl = String(5)
+    cache_ok = True
+
+    def process_bind_param(self, value: time | None, dialect: Dialect) -> str | None:
+        return None if value is None else format_time(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> time | None:
+        return None if value is None else parse_time(value)
+
+
+class QuietHoursText(TypeDecorator[QuietHours]):
+    """Quiet hours with their zone, kept as the text migration 0003 stores: "21:00-08:00 America/New_York"."""
+
+    impl = String(80)
+    cache_ok = True
+
+    def process_bind_param(self, value: QuietHours | None, dialect: Dialect) -> str | None:
+        return None if value is None else str(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> QuietHours | None:
+        return None if value is None else QuietHours.from_text(value)
+
+
 class Grant(Base):
     """A user's role, for one sender code or for all of them (`*`)."""
 
@@ -56,7 +97,7 @@ class Grant(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(32))
-    role: Mapped[str] = mapped_column(String(16))
+    role: Mapped[Role] = mapped_column(_stored_as_value(Role))
     sender_code: Mapped[str] = mapped_column(String(32), default=ALL_SENDER_CODES)
     granted_by: Mapped[str] = mapped_column(String(64))
     granted_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -74,9 +115,10 @@ class SenderCode(Base):
     # The SMS groups (WhatCounts groupName) that may be chosen; assign a new list to change it.
     groups: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
     daily_cap: Mapped[int | None] = mapped_column(Integer)  # None: no cap
-    quiet_start: Mapped[str | None] = mapped_column(String(5))  # "HH:MM", with quiet_end and timezone
-    quiet_end: Mapped[str | None] = mapped_column(String(5))
-    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name; None: UTC
+    # Quiet hours: from quiet_start to quiet_end in `timezone`; SenderCodeRules.from_row makes them one value.
+    quiet_start: Mapped[time | None] = mapped_column(ClockTime())
+    quiet_end: Mapped[time | None] = mapped_column(ClockTime())
+    timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name, of the quiet hours and the day; None: UTC
     # Slack channel IDs where this code may be requested; empty: any channel.
     channels: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
 
@@ -102,7 +144,7 @@ class SendRequest(Base):
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
-    state: Mapped[str] = mapped_column(String(16), default=State.PENDING)
+    state: Mapped[State] = mapped_column(_stored_as_value(State), default=State.PENDING)
     requester_id: Mapped[str] = mapped_column(String(32))
     team_id: Mapped[str] = mapped_column(String(32), default="")
     channel_id: Mapped[str] = mapped_column(String(32))
@@ -130,7 +172,7 @@ class SendRequest(Base):
     message_text: Mapped[str | None] = mapped_column(Text)  # None: WhatCounts could not be asked
     message_verified: Mapped[bool] = mapped_column(default=False)
     sender_label: Mapped[str] = mapped_column(String(100), default="")
-    quiet_hours: Mapped[str | None] = mapped_column(String(80))  # "21:00-08:00 America/New_York"
+    quiet_hours: Mapped[QuietHours | None] = mapped_column(QuietHoursText())  # the code's, when requested
     quiet_override: Mapped[str | None] = mapped_column(Text)  # an admin's reason to send inside them
     dry_run: Mapped[bool] = mapped_column(default=False)
     # `version` moves with every change; the card shows `card_version`. A sweep
