@@ -5,14 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from bot.rules.sender_codes import ALL_CONTACTS, normalize_sender_code
+
 MAX_NAME = 255
 MAX_DESCRIPTION = 500
 MAX_GROUP = 255
-ALL_CONTACTS = "*"  # the form's group choice meaning no group: every contact of the sender code
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
-_SENDER_CODE = re.compile(r"\d{5,6}|\d{10}|1\d{10}")
 
 
 @dataclass(frozen=True)
@@ -24,12 +23,6 @@ class RequestFields:
     campaign_name: str
     description: str | None = None
     group_name: str | None = None
-
-
-def normalize_sender_code(text: str) -> str | None:
-    """Digits of a short code (5-6) or a US long number (10, or 11 with a leading 1); None if neither."""
-    digits = _SENDER_CODE_PUNCTUATION.sub("", text.strip()).removeprefix("+")
-    return digits if _SENDER_CODE.fullmatch(digits) else None
 
 
 def _text(value: str | None, label: str, limit: int, errors: dict[str, str], key: str,
