@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -46,15 +45,14 @@ def _check_schema(engine: Engine) -> None:
 
 
 def _check_slack_token(settings: Settings) -> None:
-    from bot.slack.app import slack_client
+    from bot.slack.client import TokenRefused, Unreachable, token_status
 
-    try:
-        slack_client(settings).auth_test()
-    except SlackApiError as exc:
-        raise Stop(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}): copy the Bot User OAuth "
-                   "Token from your Slack app's OAuth & Permissions page.") from exc
-    except (SlackClientError, OSError) as exc:
-        raise Stop(f"Cannot reach Slack at {settings.slack_api_url} ({type(exc).__name__}).") from exc
+    match token_status(settings):
+        case TokenRefused(error=error):
+            raise Stop(f"Slack refused SLACK_BOT_TOKEN ({error}): copy the Bot User OAuth "
+                       "Token from your Slack app's OAuth & Permissions page.")
+        case Unreachable(cause=cause):
+            raise Stop(f"Cannot reach Slack at {settings.slack_api_url} ({cause}).")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -77,8 +75,9 @@ def cmd_check(_args: argparse.Namespace) -> None:
     import os
 
     from bot.ops.checks import run_checks
+    from bot.slack.client import check_slack
 
-    results = run_checks(os.environ)
+    results = run_checks(os.environ, check_slack)
     for result in results:
         print(result.line())
     if failed := [r.name for r in results if not r.ok]:
