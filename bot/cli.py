@@ -16,6 +16,7 @@ from bot.rules import admin, grants
 from bot.store import audit, schema
 from bot.store.engine import make_engine, make_session_factory
 from bot.store.models import ALL_SENDER_CODES, Role
+from bot.text import plain
 
 
 class Stop(Exception):
@@ -103,7 +104,7 @@ def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
     change = grants.grant if add else grants.revoke
     with make_session_factory(engine).begin() as session:
         changed = change(session, args.user_id, Role(args.role), code, _operator())
-    print(admin.grant_result(args.user_id, args.role, code, add, changed))
+    print(plain(admin.grant_result(args.user_id, args.role, code, add, changed)))
 
 
 def cmd_grants(_args: argparse.Namespace) -> None:
