@@ -75,7 +75,7 @@ def build_runtime(settings: Settings) -> Runtime:
               listener_executor=ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener"))
     app.use(_bind_request_id)
     publisher = CardPublisher(client, core.lifecycle, core.outbox)
-    commands.register(app, core.form, core.catalog, core.cache)
+    commands.register(app, core.form, core.catalog, core.cache, core.sessions)
     views.register(app, core.form, core.lifecycle, core.catalog)
     actions.register(app, core.lifecycle, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds))
