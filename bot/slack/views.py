@@ -12,7 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.requests.choices import RequestForm
 from bot.requests.fields import parse_fields
-from bot.requests.lifecycle import Invalid, Lifecycle, Refused
+from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
 from bot.requests.reading import RequestView
 from bot.slack import blocks
 from bot.whatcounts.catalog import MessageCatalog
@@ -91,6 +91,10 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
         draft = lifecycle.draft(body["user"]["id"], team_id, channel_id, fields, quiet_override=override)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
+            return
+        if isinstance(draft, Unregistered):
+            refuse({"sender_code": f"Sender code {draft.code} is not registered: an admin adds it with "
+                                   f"`/sms-send admin sender-code set {draft.code}`."})
             return
         # The card goes first: if Slack will not take it, nothing is stored and the form
         # stays open with the person's input and what to do.
