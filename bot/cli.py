@@ -8,7 +8,6 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
 
-from slack_sdk.errors import SlackApiError, SlackClientError
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
@@ -17,6 +16,7 @@ from bot.rules import admin, grants
 from bot.store import audit, schema
 from bot.store.engine import make_engine, make_session_factory
 from bot.store.models import ALL_SENDER_CODES, Role
+from bot.text import plain
 
 
 class Stop(Exception):
@@ -44,15 +44,14 @@ def _check_schema(engine: Engine) -> None:
 
 
 def _check_slack_token(settings: Settings) -> None:
-    from bot.slack.app import slack_client
+    from bot.slack.client import TokenRefused, Unreachable, token_status
 
-    try:
-        slack_client(settings).auth_test()
-    except SlackApiError as exc:
-        raise Stop(f"Slack refused SLACK_BOT_TOKEN ({exc.response.get('error')}): copy the Bot User OAuth "
-                   "Token from your Slack app's OAuth & Permissions page.") from exc
-    except (SlackClientError, OSError) as exc:
-        raise Stop(f"Cannot reach Slack at {settings.slack_api_url} ({type(exc).__name__}).") from exc
+    match token_status(settings):
+        case TokenRefused(error=error):
+            raise Stop(f"Slack refused SLACK_BOT_TOKEN ({error}): copy the Bot User OAuth "
+                       "Token from your Slack app's OAuth & Permissions page.")
+        case Unreachable(cause=cause):
+            raise Stop(f"Cannot reach Slack at {settings.slack_api_url} ({cause}).")
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -75,8 +74,9 @@ def cmd_check(_args: argparse.Namespace) -> None:
     import os
 
     from bot.ops.checks import run_checks
+    from bot.slack.client import check_slack
 
-    results = run_checks(os.environ)
+    results = run_checks(os.environ, check_slack)
     for result in results:
         print(result.line())
     if failed := [r.name for r in results if not r.ok]:
@@ -102,7 +102,7 @@ def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
     change = grants.grant if add else grants.revoke
     with make_session_factory(engine).begin() as session:
         changed = change(session, args.user_id, Role(args.role), code, _operator())
-    print(admin.grant_result(args.user_id, args.role, code, add, changed))
+    print(plain(admin.grant_result(args.user_id, args.role, code, add, changed)))
 
 
 def cmd_grants(_args: argparse.Namespace) -> None:

@@ -141,3 +141,15 @@ def test_a_channel_the_bot_cannot_post_in_leaves_nothing_behind(
     assert advice in form_errors(response)["message_name"]
     assert db.requests() == []
     assert db.events() == ["grant"]
+
+
+def test_a_sender_code_nobody_registered_is_refused_with_how_an_admin_registers_it(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.sender_code(CODE)
+    db.grant(REQUESTER, "requester", None)  # every sender code, registered or not
+    view = slack.open_form(REQUESTER)
+    response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code="555-999-9999",
+                            campaign_name="Spring", group_name="*")
+    assert form_errors(response) == {"sender_code": "Sender code 5559999999 is not registered: an admin adds it "
+                                                    "with `/sms-send admin sender-code set 5559999999`."}
+    assert fake_slack.calls("chat.postMessage") == [] and db.requests() == []

@@ -2,6 +2,7 @@
 
 Every check runs even when an earlier one failed, so one run names every problem. Nothing
 is written anywhere: Slack gets `auth.test`, WhatCounts a read-only list of SMS messages.
+The Slack check lives with the rest of Slack (`bot.slack.client`); the command line passes it in.
 """
 
 from __future__ import annotations
@@ -10,8 +11,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import httpx
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.ops.config import ConfigError, Settings, load_settings
 from bot.store import schema
@@ -53,17 +52,6 @@ def check_database(settings: Settings) -> Check:
     return Check("database", True, f"reachable, schema at {status.head} (current)")
 
 
-def check_slack(settings: Settings) -> Check:
-    client = WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=CHECK_TIMEOUT)
-    try:
-        answer = client.auth_test()
-    except SlackApiError as exc:
-        return Check("slack", False, f"auth.test refused SLACK_BOT_TOKEN ({exc.response.get('error')})")
-    except (SlackClientError, OSError) as exc:
-        return Check("slack", False, f"cannot reach {settings.slack_api_url} ({type(exc).__name__})")
-    return Check("slack", True, f"auth.test ok: bot {answer.get('user_id')} in team {answer.get('team_id')}")
-
-
 def check_whatcounts(settings: Settings, transport: httpx.BaseTransport | None = None) -> Check:
     url = f"{settings.whatcounts_url}/rest/sms"
     headers = {"Authorization": basic_auth(settings.whatcounts_realm, settings.whatcounts_password),
@@ -90,7 +78,7 @@ def _part(name: str, env: Mapping[str, str], slack: bool, whatcounts: bool,
     return run(settings)
 
 
-def run_checks(env: Mapping[str, str]) -> list[Check]:
+def run_checks(env: Mapping[str, str], check_slack: Callable[[Settings], Check]) -> list[Check]:
     return [
         check_config(env),
         _part("database", env, False, False, check_database),

@@ -11,6 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from bot.ops import metrics
 from bot.ops.config import Settings
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class Core:
     engine: Engine
+    sessions: sessionmaker[Session]
     whatcounts: WhatCountsClient
     catalog: MessageCatalog
     cache: RulesCache
@@ -75,5 +77,5 @@ def build_core(settings: Settings) -> Core:
         log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")
     lifecycle = Lifecycle(sessions, whatcounts, request_ttl=timedelta(minutes=settings.request_ttl_minutes),
                           messages=catalog, dry_run=dry_run)
-    return Core(engine, whatcounts, catalog, cache, RequestForm(sessions, cache, dry_run=dry_run), lifecycle,
-                Outbox(sessions), _RequestScopedWork())
+    form = RequestForm(sessions, cache, dry_run=dry_run)
+    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork())

@@ -21,12 +21,29 @@ from bot.store.models import ALL_SENDER_CODES, Role
 
 
 @dataclass(frozen=True)
+class OnlyElsewhere:
+    """Why the form offers nothing: the user's sender codes may be requested only in these channels."""
+
+    channels: tuple[str, ...]  # channel IDs, sorted
+
+
+@dataclass(frozen=True)
+class NoneRegistered:
+    """Why the form offers nothing: none of the sender codes the user may request is registered yet."""
+
+    codes: tuple[str, ...]  # the codes their grants name, sorted; empty: a grant for every code
+
+
+EmptyReason = OnlyElsewhere | NoneRegistered
+
+
+@dataclass(frozen=True)
 class FormChoices:
     """The sender codes a user may request in a channel, for the request form."""
 
     codes: list[SenderCodeRules]
     admin_codes: frozenset[str]  # the scopes where the user may override quiet hours
-    empty_reason: str = ""  # why `codes` is empty, for the user
+    empty: EmptyReason | None = None  # why `codes` is empty
 
     def get(self, code: str | None) -> SenderCodeRules | None:
         return next((c for c in self.codes if c.code == code), None)
@@ -66,12 +83,8 @@ class RequestForm:
         if here:
             return FormChoices(here, admin_codes)
         if mine:
-            places = sorted({f"<#{channel}>" for c in mine for channel in c.channels})
-            return FormChoices([], admin_codes, "Your sender codes cannot be requested in this channel. Run "
-                                                "/sms-send in " + ", ".join(places) + ".")
-        wanted = ", ".join(sorted(requestable - {ALL_SENDER_CODES})) or "any sender code"
-        return FormChoices([], admin_codes, f"You may request {wanted}, but no such sender code is registered "
-                                            "yet. An admin registers it with `/sms-send admin sender-code set CODE`.")
+            return FormChoices([], admin_codes, OnlyElsewhere(tuple(sorted({ch for c in mine for ch in c.channels}))))
+        return FormChoices([], admin_codes, NoneRegistered(tuple(sorted(requestable - {ALL_SENDER_CODES}))))
 
     def code_status(self, rules: SenderCodeRules) -> CodeStatus:
         now = self.clock()

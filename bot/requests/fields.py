@@ -6,10 +6,11 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+from bot.rules.sender_codes import ALL_CONTACTS, normalize_sender_code
+
 MAX_NAME = 255
 MAX_DESCRIPTION = 500
 MAX_GROUP = 255
-ALL_CONTACTS = "*"  # the form's group choice meaning no group: every contact of the sender code
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Characters that show nothing or change how the rest is shown, so approvers could not see
@@ -17,8 +18,6 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # overrides and isolates U+202A-U+202E and U+2066-U+2069, marks such as U+200E), line and
 # paragraph separators, lone surrogates and the C1 controls.
 _HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
-_SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
-_SENDER_CODE = re.compile(r"\d{5,6}|\d{10}|1\d{10}")
 
 
 @dataclass(frozen=True)
@@ -30,12 +29,6 @@ class RequestFields:
     campaign_name: str
     description: str | None = None
     group_name: str | None = None
-
-
-def normalize_sender_code(text: str) -> str | None:
-    """Digits of a short code (5-6) or a US long number (10, or 11 with a leading 1); None if neither."""
-    digits = _SENDER_CODE_PUNCTUATION.sub("", text.strip()).removeprefix("+")
-    return digits if _SENDER_CODE.fullmatch(digits) else None
 
 
 def hidden_character(value: str) -> str | None:

@@ -107,6 +107,13 @@ def _refusals_audited(action: str) -> Callable[[Decide], Decide]:
     return wrap
 
 
+@dataclass(frozen=True)
+class Unregistered:
+    """The chosen sender code is not in the registry, so nothing can be requested for it yet. Nothing changed."""
+
+    code: str
+
+
 @dataclass
 class Lifecycle:
     sessions: sessionmaker[Session]
@@ -128,7 +135,7 @@ class Lifecycle:
         return secrets.token_hex(6)
 
     def draft(self, requester_id: str, team_id: str, channel_id: str, fields: RequestFields,
-              quiet_override: str | None = None) -> SendRequest | Invalid:
+              quiet_override: str | None = None) -> SendRequest | Invalid | Unregistered:
         """A request not yet stored, checked against the sender code's rules, for posting its card first.
 
         `quiet_override`: an admin's reason to request a send inside quiet hours.
@@ -140,8 +147,7 @@ class Lifecycle:
                 return Invalid({"sender_code": f"You have no grant to request sends for sender code {code}."})
             rules = get_rules(session, code)
             if rules is None:
-                return Invalid({"sender_code": f"Sender code {code} is not registered: an admin adds it with "
-                                               f"`/sms-send admin sender-code set {code}`."})
+                return Unregistered(code)
             errors: dict[str, str] = {}
             if problem := sending.channel_problem(rules, channel_id):
                 errors["sender_code"] = problem

@@ -1,7 +1,8 @@
 """Administering grants and sender codes with words, as `/sms-send admin ...` does: no Slack here.
 
 `run_admin_command` checks who may do what, runs one command in one transaction and
-returns the reply (plain text; users appear as `<@U123>` mentions). The `sender-code set`
+returns the reply as data (`bot.text`: users, commands to type, listings), which Slack
+renders in mrkdwn and a terminal as plain text. The `sender-code set`
 options and their translation into `sender_codes.set_sender_code` live here and serve the
 command line (`sms-bot sender-code set`) too.
 """
@@ -18,10 +19,22 @@ from typing import Any, NoReturn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.requests.fields import normalize_sender_code
 from bot.rules import grants, sender_codes
+from bot.rules.sender_codes import normalize_sender_code
 from bot.store import audit
 from bot.store.models import ALL_SENDER_CODES, Grant, Role
+from bot.text import (
+    Line,
+    Listing,
+    Literal,
+    Reply,
+    Title,
+    User,
+    joined,
+    line,
+    listing,
+    reply,
+)
 
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 CLEAR = "none"  # the option value that clears a clearable field
@@ -32,11 +45,15 @@ HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 class AdminError(Exception):
     """A clear message for the person; raised inside the transaction, so nothing is changed."""
 
+    def __init__(self, message: Reply | str) -> None:
+        self.reply = message if isinstance(message, Reply) else reply(message)
+        super().__init__(str(self.reply))
+
 
 class AdminRefused(AdminError):
     """Not a typing mistake but an attempt the person may not make: kept in the audit trail as "refused"."""
 
-    def __init__(self, message: str, reason: str, sender_code: str | None) -> None:
+    def __init__(self, message: Reply | str, reason: str, sender_code: str | None) -> None:
         super().__init__(message)
         self.reason = reason  # a short plain sentence for the audit trail
         self.sender_code = sender_code  # the code it concerned; `*` every code, None not known
@@ -51,7 +68,7 @@ class Parser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
-        raise AdminError(f"{message}. Nothing was changed.\n```{self.format_usage().strip()}```")
+        raise AdminError(reply(f"{message}. Nothing was changed.", listing([self.format_usage().strip()])))
 
 
 # --- shared with the command line ------------------------------------------------------
@@ -106,8 +123,8 @@ def apply_sender_code_options(session: Session, args: argparse.Namespace, by: st
             channels=_comma_list(args.channels), clear=clear,
             self_approval=None if args.self_approval is None else args.self_approval == "yes", **given)
     except sender_codes.SenderCodeError as exc:
-        raise AdminError(f"sender code {args.code} was not changed:\n"
-                         + "\n".join(f"  - {problem}" for problem in exc.problems)) from exc
+        raise AdminError(reply(f"sender code {args.code} was not changed:",
+                               *(f"  - {problem}" for problem in exc.problems))) from exc
     current = sender_codes.get_rules(session, change.code)
     assert current is not None
     return [_change_line(change), *current.describe()]
@@ -141,21 +158,13 @@ def parse_scope(raw: str | None) -> str:
     return code
 
 
-def grant_result(who: str, role: str, scope: str, add: bool, changed: bool) -> str:
+def grant_result(user_id: str, role: str, scope: str, add: bool, changed: bool) -> Line:
     """One line saying what a grant or revoke did."""
     verb = ("granted" if changed else "already held") if add else ("revoked" if changed else "was not held")
-    return f"{who}: {role} for {grants.scope_name(scope)} {verb}"
+    return line(User(user_id), f": {role} for {grants.scope_name(scope)} {verb}")
 
 
 # --- the chat surface -------------------------------------------------------------------
-
-def mention(user_id: str) -> str:
-    """A user, as Slack mrkdwn shows them; anything else (`cli:alice`) as it is."""
-    return f"<@{user_id}>" if USER_ID.fullmatch(user_id) else user_id
-
-
-def _mentions(user_ids: Sequence[str]) -> str:
-    return ", ".join(mention(u) for u in user_ids)
 
 
 @dataclass(frozen=True)
@@ -171,9 +180,11 @@ class _Context:
         if grants.covers(self.codes, scope):
             return
         mine = ", ".join(sorted(self.codes))
-        raise AdminRefused(f"You administer sender code(s) {mine} only; {what} for {grants.scope_name(scope)} needs "
-                           f"an admin grant for it. Ask {_mentions(_global_admins(self.session)) or 'the operator'}. "
-                           "Nothing was changed.", f"{what} needs an admin of {grants.scope_name(scope)}", scope)
+        admins = joined(User(a) for a in _global_admins(self.session)) or ("the operator",)
+        raise AdminRefused(reply(line(f"You administer sender code(s) {mine} only; {what} for "
+                                      f"{grants.scope_name(scope)} needs an admin grant for it. Ask ", *admins,
+                                      ". Nothing was changed.")),
+                           f"{what} needs an admin of {grants.scope_name(scope)}", scope)
 
     def others_who_administer(self, scope: str) -> list[str]:
         """Admins of `scope` (a sender code, or ALL_SENDER_CODES), the actor left out: whom to ask instead."""
@@ -205,61 +216,61 @@ def _grant_parser(prog: str, name: str) -> Parser:
     return parser
 
 
-def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> str:
+def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> Reply:
     user, role, code = _user(args.user), Role(args.role), parse_scope(args.code)
     if user == ctx.actor:
         others = ctx.others_who_administer(code)
-        ask = (f"ask {_mentions(others)}" if others else
-               f"the operator can, on the command line (`sms-bot {'grant' if add else 'revoke'} {user} {role}`)")
-        raise AdminRefused(f"Nobody changes their own grants, admins included, so that no one can make a send "
-                           f"possible alone: {ask}. Nothing was changed.",
+        ask = (("ask ", *joined(User(a) for a in others)) if others else
+               ("the operator can, on the command line (",
+                Literal(f"sms-bot {'grant' if add else 'revoke'} {user} {role}"), ")"))
+        raise AdminRefused(reply(line("Nobody changes their own grants, admins included, so that no one can make a "
+                                      "send possible alone: ", *ask, ". Nothing was changed.")),
                            f"own grant: {'grant' if add else 'revoke'} {role}", code)
     ctx.require(code, "granting" if add else "revoking")
     if (not add and role is Role.ADMIN and code == ALL_SENDER_CODES
             and _global_admins(ctx.session, lock=True) == [user]):
-        raise AdminRefused(f"{mention(user)} holds the last admin grant for every sender code, so it stays: grant "
-                           f"another admin for every code first, or use the command line (`sms-bot revoke {user} "
-                           "admin`). Nothing was changed.", "the last admin for every sender code", ALL_SENDER_CODES)
+        raise AdminRefused(reply(line(
+            User(user), " holds the last admin grant for every sender code, so it stays: grant another admin for "
+            "every code first, or use the command line (", Literal(f"sms-bot revoke {user} admin"),
+            "). Nothing was changed.")), "the last admin for every sender code", ALL_SENDER_CODES)
     change = grants.grant if add else grants.revoke
     changed = change(ctx.session, user, role, code, ctx.actor)
-    return grant_result(mention(user), role.value, code, add, changed)
+    return reply(grant_result(user, role.value, code, add, changed))
 
 
-def _grant_lines(session: Session) -> list[str]:
-    return [f"• {mention(g.user_id)}: {g.role} for {grants.scope_name(g.sender_code)} "
-            f"(by {mention(g.granted_by)}, {g.granted_at:%Y-%m-%d})" for g in grants.list_grants(session)]
+def _grant_lines(session: Session) -> list[Line]:
+    return [line("• ", User(g.user_id), f": {g.role} for {grants.scope_name(g.sender_code)} (by ",
+                 User(g.granted_by), f", {g.granted_at:%Y-%m-%d})") for g in grants.list_grants(session)]
 
 
-def _grants(ctx: _Context, _args: object = None) -> str:
-    return "\n".join(["*Grants*", *_grant_lines(ctx.session)])
+def _grants(ctx: _Context, _args: object = None) -> Reply:
+    return reply(line(Title("Grants")), *_grant_lines(ctx.session))
 
 
-def _listing(lines: list[str], empty: str) -> str:
-    return f"```{chr(10).join(lines)}```" if lines else empty
+def _sender_code_list(ctx: _Context, _args: object = None) -> Reply:
+    lines = sender_code_lines(ctx.session)
+    return reply(line(Title("Sender codes")), listing(lines) if lines else "none registered yet")
 
 
-def _sender_code_list(ctx: _Context, _args: object = None) -> str:
-    return "*Sender codes*\n" + _listing(sender_code_lines(ctx.session), "none registered yet")
-
-
-def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> str:
+def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> Reply:
     code = parse_scope(args.code)
     if code == ALL_SENDER_CODES:
-        raise AdminError("`sender-code set` needs one sender code, not `*`. Nothing was changed.")
+        raise AdminError(reply(line(Literal("sender-code set"), " needs one sender code, not ", Literal("*"),
+                                    ". Nothing was changed.")))
     ctx.require(code, "changing the policy")
     if args.self_approval == "yes" and ALL_SENDER_CODES not in ctx.codes:
         current = sender_codes.get_rules(ctx.session, code)
         if current is None or not current.self_approval:
-            who = _mentions(ctx.others_who_administer(ALL_SENDER_CODES)) or "the operator"
-            raise AdminRefused(f"Self-approval lets one person request and approve a send alone, so only an admin "
-                               f"of every sender code can enable it for sender code {code}: ask {who}. "
-                               "Nothing was changed.", "enabling self-approval needs an admin of every sender code",
-                               code)
+            who = joined(User(a) for a in ctx.others_who_administer(ALL_SENDER_CODES)) or ("the operator",)
+            raise AdminRefused(reply(line(
+                "Self-approval lets one person request and approve a send alone, so only an admin of every "
+                f"sender code can enable it for sender code {code}: ask ", *who, ". Nothing was changed.")),
+                "enabling self-approval needs an admin of every sender code", code)
     first, *rules = apply_sender_code_options(ctx.session, args, ctx.actor)
-    return f"{first}\n{_listing(rules, '')}"
+    return reply(first, listing(rules))
 
 
-Handler = Callable[[_Context, argparse.Namespace], str]
+Handler = Callable[[_Context, argparse.Namespace], Reply]
 
 
 @dataclass(frozen=True)
@@ -285,14 +296,14 @@ def _commands(prog: str) -> dict[str, _Command]:
     }
 
 
-def _usage(commands: dict[str, _Command]) -> str:
-    lines = [f"{c.parser.format_usage().removeprefix('usage: ').strip()}\n    {c.summary}" for c in commands.values()]
-    return "```" + "\n".join(lines) + "```"
+def _usage(commands: dict[str, _Command]) -> Listing:
+    return listing(text for c in commands.values()
+                   for text in (c.parser.format_usage().removeprefix("usage: ").strip(), f"    {c.summary}"))
 
 
-def _help(ctx: _Context, commands: dict[str, _Command]) -> str:
-    return "\n".join(["*Administer grants and sender codes* (only admins; every change is audited in your name)",
-                      _usage(commands), _sender_code_list(ctx), _grants(ctx)])
+def _help(ctx: _Context, commands: dict[str, _Command]) -> Reply:
+    title = line(Title("Administer grants and sender codes"), " (only admins; every change is audited in your name)")
+    return reply(title, _usage(commands), *_sender_code_list(ctx).blocks, *_grants(ctx).blocks)
 
 
 def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, list[str]]:
@@ -302,18 +313,19 @@ def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, li
         if len(words) >= size and name in commands:
             return commands[name], words[size:]
     typed = " ".join(words[:2] if words[0].lower() == "sender-code" else words[:1])
-    raise AdminError(f"{typed!r} is not an admin command. These are:\n{_usage(commands)}")
+    raise AdminError(reply(f"{typed!r} is not an admin command. These are:", _usage(commands)))
 
 
 def _refusal(session: Session, prog: str) -> AdminRefused:
     admins = grants.holders(session, Role.ADMIN)
-    who = f"ask {_mentions(admins)}" if admins else "the bot's operator can grant it (`sms-bot grant USER_ID admin`)"
-    return AdminRefused(f"`{prog}` is only for admins, and you hold no admin grant: {who}.",
+    who = (("ask ", *joined(User(a) for a in admins)) if admins else
+           ("the bot's operator can grant it (", Literal("sms-bot grant USER_ID admin"), ")"))
+    return AdminRefused(reply(line(Literal(prog), " is only for admins, and you hold no admin grant: ", *who, ".")),
                         "holds no admin grant", None)
 
 
 def run_admin_command(sessions: sessionmaker[Session], actor_id: str, words: Sequence[str], *,
-                      prog: str = "admin") -> str:
+                      prog: str = "admin") -> Reply:
     """Run one admin command as `actor_id` in one transaction; the reply. Any refusal or error changes nothing.
 
     A refusal is then kept in the audit trail, in a transaction of its own.
@@ -331,6 +343,6 @@ def run_admin_command(sessions: sessionmaker[Session], actor_id: str, words: Seq
     except AdminRefused as exc:
         audit.record_refusal(sessions, actor_id, "admin", exc.reason, sender_code=exc.sender_code,
                              command=" ".join(words))
-        return str(exc)
+        return exc.reply
     except AdminError as exc:
-        return str(exc)
+        return exc.reply

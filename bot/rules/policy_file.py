@@ -17,8 +17,8 @@ import yaml
 from sqlalchemy.orm import Session
 
 from bot.problems import Problems
-from bot.requests.fields import normalize_sender_code
 from bot.rules import grants, sender_codes
+from bot.rules.sender_codes import normalize_sender_code
 from bot.store.models import ALL_SENDER_CODES, Role
 
 VERSION = 1

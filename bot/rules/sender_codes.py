@@ -18,7 +18,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.problems import Problems
-from bot.requests.fields import ALL_CONTACTS, normalize_sender_code
 from bot.rules.quiet_hours import QuietHours, parse_window, zone
 from bot.store import audit
 from bot.store.models import AuditEvent, SenderCode, SendRequest, State
@@ -26,11 +25,20 @@ from bot.store.models import AuditEvent, SenderCode, SendRequest, State
 MAX_LABEL = 100
 MAX_GROUP_NAME = 150  # a group is chosen from a Slack menu, whose option values hold 150 characters
 SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,31}")
+ALL_CONTACTS = "*"  # the form's group choice meaning no group: every contact of the sender code
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
+_SENDER_CODE = re.compile(r"\d{5,6}|\d{10}|1\d{10}")
 
 # Requests that count against the daily cap: sending, or sent as far as anyone knows.
 CAP_STATES = (State.SENDING, State.SENT, State.UNKNOWN)
 CLEARABLE = frozenset({"daily_cap", "quiet_hours", "timezone"})
+
+
+def normalize_sender_code(text: str) -> str | None:
+    """Digits of a short code (5-6) or a US long number (10, or 11 with a leading 1); None if neither."""
+    digits = _SENDER_CODE_PUNCTUATION.sub("", text.strip()).removeprefix("+")
+    return digits if _SENDER_CODE.fullmatch(digits) else None
 
 
 class SenderCodeError(Problems):

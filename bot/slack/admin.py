@@ -1,4 +1,5 @@
-"""`/sms-send admin ...`: Slack's command text into words for `bot.rules.admin`, its reply back within Slack's limits."""
+"""`/sms-send admin ...`: Slack's command text into words for `bot.rules.admin`, its reply back in mrkdwn,
+within Slack's limits."""
 
 from __future__ import annotations
 
@@ -8,13 +9,13 @@ import shlex
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.rules.admin import run_admin_command
-from bot.slack import blocks
+from bot.slack import mrkdwn
+from bot.text import Literal, line, reply
 
 PROG = "/sms-send admin"
 MAX_REPLY = 3500  # characters; Slack advises keeping a message's text under 4000
 # Slack writes a mention as <@U123|name> (or <@U123>) and a channel as <#C123|name>.
 _REFERENCE = re.compile(r"<[@#]([UWCG][A-Z0-9]+)(?:\|[^>]*)?>")
-_OWN_MENTION = re.compile(r"(<@[UW][A-Z0-9]+>)")
 _STRAIGHT_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 
 
@@ -36,24 +37,18 @@ def words(text: str) -> list[str]:
     return shlex.split(text.translate(_STRAIGHT_QUOTES))
 
 
-def mrkdwn(reply: str) -> str:
-    """Escape the reply for Slack, keeping the user mentions it makes itself."""
-    parts = _OWN_MENTION.split(reply)
-    return "".join(part if i % 2 else blocks.escape(part) for i, part in enumerate(parts))
-
-
-def fit(reply: str, limit: int = MAX_REPLY) -> str:
-    """The reply cut at a line to fit `limit`, with a note of what was left out."""
-    if len(reply) <= limit:
-        return reply
-    lines = reply.splitlines()
+def fit(message: str, limit: int = MAX_REPLY) -> str:
+    """The message cut at a line to fit `limit`, with a note of what was left out."""
+    if len(message) <= limit:
+        return message
+    lines = message.splitlines()
     kept: list[str] = []
     size = 0
-    for line in lines:
-        if size + len(line) + 1 > limit - 200:
+    for text in lines:
+        if size + len(text) + 1 > limit - 200:
             break
-        kept.append(line)
-        size += len(line) + 1
+        kept.append(text)
+        size += len(text) + 1
     fence = "```" if "\n".join(kept).count("```") % 2 else ""
     note = (f"… {len(lines) - len(kept)} more lines not shown: `sms-bot grants` and "
             "`sms-bot sender-code list` on the command line list everything.")
@@ -65,6 +60,7 @@ def answer(sessions: sessionmaker[Session], user_id: str, text: str) -> str:
     try:
         args = words(text)
     except ValueError as exc:
-        return mrkdwn(f"I could not read that ({exc}): put a value with spaces or an apostrophe in double "
-                      f"quotes, e.g. `{PROG} sender-code set CODE --label \"Marketing US\"`. Nothing was changed.")
-    return fit(mrkdwn(run_admin_command(sessions, user_id, args, prog=PROG)))
+        return mrkdwn.render(reply(line(
+            f"I could not read that ({exc}): put a value with spaces or an apostrophe in double quotes, e.g. ",
+            Literal(f'{PROG} sender-code set CODE --label "Marketing US"'), ". Nothing was changed.")))
+    return fit(mrkdwn.render(run_admin_command(sessions, user_id, args, prog=PROG)))

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App
-from slack_sdk import WebClient
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
 from bot.slack import actions, blocks, commands, views
 from bot.slack.cards import CardPublisher, Sweeper
+from bot.slack.client import web_client
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +51,6 @@ class Runtime:
         self.core.shutdown()
 
 
-def slack_client(settings: Settings) -> WebClient:
-    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=10,
-                     retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
-
-
 # Request kinds counted in metrics; anything else (a forged body, say) is "other".
 KINDS = frozenset({"command", "block_actions", "view_submission", "view_closed", "shortcut", "message_action",
                    "block_suggestion", "event_callback", "url_verification", "interactive_message"})
@@ -89,14 +83,14 @@ def _bind_request_id(body: dict[str, Any], next_: Callable[[], None]) -> None:
 
 def build_runtime(settings: Settings) -> Runtime:
     core = build_core(settings)
-    client = slack_client(settings)
+    client = web_client(settings)
     listeners = ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener")
     # The token is checked once by `sms-bot serve` before any worker starts.
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,
               listener_executor=listeners)
     app.use(_bind_request_id)
     publisher = CardPublisher(client, core.lifecycle, core.outbox)
-    commands.register(app, core.form, core.catalog, core.cache)
+    commands.register(app, core.form, core.catalog, core.cache, core.sessions)
     views.register(app, core.form, core.lifecycle, core.catalog, core.work)
     actions.register(app, core.lifecycle, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,

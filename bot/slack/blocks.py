@@ -36,13 +36,14 @@ from slack_sdk.models.blocks import (
 from slack_sdk.models.views import View
 
 from bot.requests.choices import CodeStatus, FormChoices
-from bot.requests.fields import ALL_CONTACTS, MAX_DESCRIPTION, MAX_NAME
+from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
 from bot.requests.reading import RequestView
 from bot.rules import sending
-from bot.rules.sender_codes import SenderCodeRules
+from bot.rules.sender_codes import ALL_CONTACTS, SenderCodeRules
+from bot.slack.mrkdwn import escape
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
-from bot.whatcounts.client import explain_rejection
+from bot.whatcounts.client import RejectionCause, rejection_cause
 from bot.whatcounts.segments import count_segments
 
 REQUEST_CALLBACK = "sms_send_request"
@@ -66,11 +67,6 @@ HELP = (
     "• `/sms-send admin` (admins): grants and sender codes.\n"
     "• `/sms-send help` shows this."
 )
-
-
-def escape(text: str) -> str:
-    """Slack's mrkdwn escaping: only &, < and > are special."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def fit(markup: str, limit: int) -> str:
@@ -280,6 +276,20 @@ SECTION_TEXT = 3000  # Block Kit's limit on a section's text
 MAX_QUOTED = 2500  # of a section's 3000 characters
 MAX_ERROR = 2000  # WhatCounts' words on a refusal, of the outcome section's 3000
 
+# What a refusal from WhatCounts means for the person who asked for the send; the bold words name the card's fields.
+REJECTION_ADVICE = {
+    RejectionCause.CREDENTIALS: "WhatCounts did not accept the bot's credentials, so nothing was sent. The bot's "
+                                "WHATCOUNTS_REALM or WHATCOUNTS_PASSWORD is wrong: ask the bot's operator to fix it.",
+    RejectionCause.NO_ACCESS: "WhatCounts refused the bot access to this call: ask the bot's operator to check its "
+                              "API settings.",
+    RejectionCause.NO_SUCH_MESSAGE: "WhatCounts has no SMS message with that name: check the *Message name* "
+                                    "(spelling and case) in WhatCounts, then request the send again.",
+    RejectionCause.NO_SUCH_SENDER: "WhatCounts has no sender with that sender code: check the *Sender code*.",
+    RejectionCause.NAME_TAKEN: "Something with that name already exists in WhatCounts: use a new *Campaign name*.",
+    RejectionCause.UNCLEAR: "WhatCounts sometimes reports an error although part of the send went out: check in "
+                            "WhatCounts before requesting it again.",
+}
+
 
 def message_section(request: SendRequest) -> str:
     """The text's length and SMS segments (the text itself: `message_quote`); or why it is not known."""
@@ -333,7 +343,7 @@ def outcome_text(view: RequestView) -> str:
                 "\nQuote the id to WhatCounts support for any question about this send."
         case State.FAILED if r.http_status:
             return (f"WhatCounts refused the send (HTTP {r.http_status}): “{fit(escape(r.error_text or ''), MAX_ERROR)}”.\n"
-                    f"{explain_rejection(r.http_status, r.error_text or '')}")
+                    f"{REJECTION_ADVICE[rejection_cause(r.http_status, r.error_text or '')]}")
         case State.FAILED | State.UNKNOWN:
             text = _reason(r)
             if r.state == State.UNKNOWN:

@@ -8,29 +8,42 @@ from typing import Any
 from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
+from sqlalchemy.orm import Session, sessionmaker
 
-from bot.requests.choices import RequestForm
+from bot.requests.choices import EmptyReason, OnlyElsewhere, RequestForm
 from bot.requests.lifecycle import Refused
 from bot.rules.cache import RulesCache
 from bot.slack import admin, blocks
+from bot.slack.mrkdwn import channel_link, escape, mentions
 from bot.whatcounts.catalog import MessageCatalog
 
 log = logging.getLogger(__name__)
 
 
 def no_access_text(user_id: str, admins: list[str]) -> str:
-    who = (", ".join(f"<@{a}>" for a in admins) + " can grant it"
-           if admins else "the bot's operator can grant it")
+    who = f"{mentions(admins)} can grant it" if admins else "the bot's operator can grant it"
     return (f"You don't have access to request SMS sends. Ask for the *requester* role: {who} "
             f"(`sms-bot grant {user_id} requester --sender-code CODE`).")
 
 
-def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesCache) -> None:
+def nothing_to_offer_text(reason: EmptyReason) -> str:
+    """Why the form would offer no sender code here, and where to go instead."""
+    if isinstance(reason, OnlyElsewhere):
+        places = ", ".join(channel_link(c) for c in reason.channels)
+        return f"Your sender codes cannot be requested in this channel. Run /sms-send in {places}."
+    wanted = ", ".join(reason.codes) or "any sender code"
+    return (f"You may request {wanted}, but no such sender code is registered yet. An admin registers it with "
+            "`/sms-send admin sender-code set CODE`.")
+
+
+def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesCache,
+             admin_sessions: sessionmaker[Session]) -> None:
+    """`admin_sessions`: the database that `/sms-send admin ...` reads and changes."""
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
         if (admin_words := admin.admin_text(text)) is not None:
-            answer = admin.answer(form.sessions, command["user_id"], admin_words)
+            answer = admin.answer(admin_sessions, command["user_id"], admin_words)
             cache.invalidate()  # so this process's next form shows any change at once
             ack(answer)
             return
@@ -38,15 +51,15 @@ def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesC
             ack(blocks.HELP)
             return
         if text:
-            ack(f"`/sms-send {blocks.escape(text)}` is not something I know.\n\n{blocks.HELP}")
+            ack(f"`/sms-send {escape(text)}` is not something I know.\n\n{blocks.HELP}")
             return
         user_id, channel_id = command["user_id"], command["channel_id"]
         choices = form.choices(user_id, channel_id)
         if isinstance(choices, Refused):
             ack(no_access_text(user_id, form.admins()))
             return
-        if not choices.codes:
-            ack(choices.empty_reason)
+        if choices.empty is not None:
+            ack(nothing_to_offer_text(choices.empty))
             return
         ack()
         catalog.warm()  # so the message type-ahead answers from a fresh list

@@ -21,7 +21,7 @@ from slack_sdk.http_retry.state import RetryState
 from bot.ops.work import BackgroundWork
 from bot.requests.choices import RequestForm
 from bot.requests.fields import parse_fields
-from bot.requests.lifecycle import ALREADY_SUBMITTED, Invalid, Lifecycle, Refused
+from bot.requests.lifecycle import ALREADY_SUBMITTED, Invalid, Lifecycle, Refused, Unregistered
 from bot.requests.reading import RequestView
 from bot.slack import blocks
 from bot.store.models import SendRequest
@@ -115,6 +115,10 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
         draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
+            return
+        if isinstance(draft, Unregistered):
+            refuse({"sender_code": f"Sender code {draft.code} is not registered: an admin adds it with "
+                                   f"`/sms-send admin sender-code set {draft.code}`."})
             return
         draft.view_id = view.get("id") or None
         if draft.view_id and lifecycle.submitted(draft.view_id) is not None:

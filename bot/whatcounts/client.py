@@ -16,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import Enum
 from typing import Any, Self
 from urllib.parse import quote, urlencode
 
@@ -316,28 +317,32 @@ def is_whatcounts_error(data: Any) -> bool:
             and isinstance(data.get("statusCode"), int) and not isinstance(data["statusCode"], bool))
 
 
-_EXPLANATIONS: tuple[tuple[re.Pattern[str], str], ...] = (
-    (re.compile(r"message.*(not found|does not exist|no such)", re.I | re.S),
-     "WhatCounts has no SMS message with that name: check the *Message name* (spelling and case) "
-     "in WhatCounts, then request the send again."),
-    (re.compile(r"sender", re.I), "WhatCounts has no sender with that sender code: check the *Sender code*."),
-    (re.compile(r"already exists", re.I),
-     "Something with that name already exists in WhatCounts: use a new *Campaign name*."),
+class RejectionCause(Enum):
+    """What an error from WhatCounts means, as far as its status and words tell."""
+
+    CREDENTIALS = "credentials"  # 401: the bot's realm or password is wrong; nothing was sent
+    NO_ACCESS = "no access"  # 403: the account may not make this call
+    NO_SUCH_MESSAGE = "no such message"
+    NO_SUCH_SENDER = "no such sender"
+    NAME_TAKEN = "name taken"  # e.g. the campaign name
+    UNCLEAR = "unclear"  # part of the send may still have gone out
+
+
+_CAUSES: tuple[tuple[re.Pattern[str], RejectionCause], ...] = (
+    (re.compile(r"message.*(not found|does not exist|no such)", re.IGNORECASE | re.DOTALL),
+     RejectionCause.NO_SUCH_MESSAGE),
+    (re.compile(r"sender", re.IGNORECASE), RejectionCause.NO_SUCH_SENDER),
+    (re.compile(r"already exists", re.IGNORECASE), RejectionCause.NAME_TAKEN),
 )
 
 
-def explain_rejection(http_status: int, error: str) -> str:
-    """What an error from WhatCounts means for the person who asked for the send."""
+def rejection_cause(http_status: int, error: str) -> RejectionCause:
+    """Why WhatCounts refused a send, from its HTTP status and its error text."""
     if http_status == 401:
-        return ("WhatCounts did not accept the bot's credentials, so nothing was sent. The bot's "
-                "WHATCOUNTS_REALM or WHATCOUNTS_PASSWORD is wrong: ask the bot's operator to fix it.")
+        return RejectionCause.CREDENTIALS
     if http_status == 403:
-        return "WhatCounts refused the bot access to this call: ask the bot's operator to check its API settings."
-    for pattern, explanation in _EXPLANATIONS:
-        if pattern.search(error):
-            return explanation
-    return ("WhatCounts sometimes reports an error although part of the send went out: check in "
-            "WhatCounts before requesting it again.")
+        return RejectionCause.NO_ACCESS
+    return next((cause for pattern, cause in _CAUSES if pattern.search(error)), RejectionCause.UNCLEAR)
 
 
 MESSAGES_PATH = "/rest/sms"
