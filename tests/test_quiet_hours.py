@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from bot.rules.quiet_hours import QuietHours
+from bot.quiet_hours import QuietHours
 
 NY = "America/New_York"  # 2026: EDT from 8 March 07:00 UTC to 1 November 06:00 UTC
 
@@ -101,7 +101,7 @@ def test_naive_moments_are_utc_and_aware_ones_are_converted() -> None:
 def test_time_zones_work_without_the_system_database() -> None:
     """The `tzdata` dependency supplies the zones where the OS has none (slim containers, Windows)."""
     code = ("import zoneinfo; assert zoneinfo.TZPATH == (), zoneinfo.TZPATH; "
-            "from bot.rules.quiet_hours import QuietHours; print(QuietHours.parse('21:00-08:00', 'America/New_York'))")
+            "from bot.quiet_hours import QuietHours; print(QuietHours.parse('21:00-08:00', 'America/New_York'))")
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONTZPATH": ""},
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 0, result.stderr

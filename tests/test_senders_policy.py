@@ -12,8 +12,8 @@ import yaml
 from alembic import command
 from sqlalchemy import select, text
 
+from bot.quiet_hours import QuietHours
 from bot.rules import grants, policy_file, sender_codes
-from bot.rules.quiet_hours import QuietHours
 from bot.rules.sender_codes import SenderCodeError, SenderCodeRules, set_sender_code
 from bot.store import schema
 from bot.store.engine import make_engine

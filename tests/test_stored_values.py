@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, text
 
-from bot.rules.quiet_hours import QuietHours
+from bot.quiet_hours import QuietHours
 from bot.rules.sender_codes import get_rules, set_sender_code
 from bot.store.models import Grant, Role, SendRequest, State
 from tests.harness import CODE, Database

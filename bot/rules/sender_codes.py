@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from bot.problems import Problems
-from bot.rules.quiet_hours import QuietHours, parse_window, zone
+from bot.quiet_hours import QuietHours, parse_window, zone
 from bot.store import audit
 from bot.store.models import AuditEvent, SenderCode, SendRequest, State
 

@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.rules.quiet_hours import QuietHours, format_time
+from bot.quiet_hours import QuietHours, format_time
 from bot.rules.sender_codes import SenderCodeRules, sends_today
 from bot.store.models import SenderCode
 

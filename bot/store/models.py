@@ -22,7 +22,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from bot.rules.quiet_hours import QuietHours, format_time, parse_time
+from bot.quiet_hours import QuietHours, format_time, parse_time
 from bot.store.engine import utcnow
 
 ALL_SENDER_CODES = "*"
