@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,12 +42,35 @@ def make_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection: Any) -> None:
-        # IMMEDIATE takes the write lock up front, so two processes never deadlock
-        # upgrading a read transaction; the busy timeout makes the other one wait.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A write takes the write lock up front (IMMEDIATE), so two processes never deadlock
+        # upgrading a read transaction; the busy timeout makes the other one wait. A read
+        # (see `Sessions`) begins deferred: in WAL mode it never blocks a writer, however long it stays open.
+        read = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read else "BEGIN IMMEDIATE")
 
     return engine
 
 
+READ_ONLY = "sms_bot_read_only"  # execution option: this connection only reads
+
+
+class Sessions(sessionmaker[Session]):
+    """`sessions()` for reading, `sessions.begin()` for a transaction that writes.
+
+    On SQLite a read session begins a deferred transaction, so a long read (an audit export
+    piped into a pager) never holds the write lock; writers begin IMMEDIATE. PostgreSQL
+    behaves the same either way.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
+        self.writer = engine
+
+    @contextmanager
+    def begin(self) -> Iterator[Session]:  # type: ignore[override]
+        with self(bind=self.writer) as session, session.begin():
+            yield session
+
+
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+    return Sessions(engine)
