@@ -7,14 +7,46 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import DateTime, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 
 def utcnow() -> datetime:
-    """Naive UTC: both databases store it the same way and compare it in SQL."""
+    """Naive UTC on this process's clock: both databases store it the same way and compare it in SQL."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+class database_utcnow(FunctionElement[datetime]):
+    """The database's time, naive UTC, in SQL: the one clock every bot process agrees on.
+
+    Deadlines and expiry are judged with it, so a replica whose clock runs ahead or behind
+    can never expire another's request early or call its send lost.
+    """
+
+    type = DateTime()
+    inherit_cache = True
+
+
+@compiles(database_utcnow, "sqlite")
+def _sqlite_utcnow(_element: database_utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    # Microseconds, as SQLAlchemy stores datetimes in SQLite, so text comparison is time order.
+    return "strftime('%Y-%m-%d %H:%M:%f000', 'now')"
+
+
+@compiles(database_utcnow, "postgresql")
+def _postgresql_utcnow(_element: database_utcnow, _compiler: SQLCompiler, **_kw: Any) -> str:
+    return "(now() AT TIME ZONE 'UTC')"
+
+
+def database_now(session: Session) -> datetime:
+    """The database's time now (naive UTC), for stamping and for deadlines computed in Python."""
+    now = session.scalar(select(database_utcnow()))
+    assert now is not None
+    return now
 
 
 def normalize_url(url: str) -> str:
