@@ -14,7 +14,7 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
-from bot.slack import actions, blocks, commands, views
+from bot.slack import actions, blocks, commands, database_down, views
 from bot.slack.cards import CardPublisher, Sweeper
 
 log = logging.getLogger(__name__)
@@ -80,6 +80,7 @@ def build_runtime(settings: Settings) -> Runtime:
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,
               listener_executor=ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener"))
     app.use(_bind_request_id)
+    database_down.register(app)
     publisher = CardPublisher(client, core.lifecycle, core.outbox)
     commands.register(app, core.form, core.catalog, core.cache)
     views.register(app, core.form, core.lifecycle, core.catalog)

@@ -7,6 +7,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+import psycopg
 from sqlalchemy import DateTime, Engine, create_engine, event, select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.compiler import compiles
@@ -57,11 +58,67 @@ def normalize_url(url: str) -> str:
     return url
 
 
+# How long the bot waits for its database, so that a dead or black-holed one turns into a clear
+# answer inside Slack's 3 s instead of a hung listener (and a bot that recovers once it is back).
+CONNECT_SECONDS = 2  # PostgreSQL's least connect_timeout
+PING_SECONDS = 0.5  # a pooled connection's liveness check before use
+STATEMENT_SECONDS = 2.0  # on the server (statement_timeout); the client gives up a little later
+LOCK_SECONDS = 1.0  # waiting for a row lock (PostgreSQL) or the write lock (SQLite busy timeout)
+POOL_SECONDS = 1.0  # waiting for a free connection in the pool
+
+
+class _BoundedConnection(psycopg.Connection[Any]):
+    """psycopg waits for the server without limit; this gives up after `answer_within` seconds.
+
+    The server's statement_timeout covers a slow query; this covers a server that does not
+    answer at all (a network black hole, a frozen host). The connection is closed, so
+    SQLAlchemy treats it as a disconnect and replaces the whole pool.
+    """
+
+    answer_within: float = STATEMENT_SECONDS + 0.5
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        try:
+            return super().wait(gen, interval, self.answer_within if timeout is None else timeout)
+        except psycopg.errors._WaitTimeout as exc:
+            self.pgconn.finish()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.answer_within:g} s") from exc
+
+
+def _postgresql_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    # statement_timeout and lock_timeout in milliseconds; kept with any options the URL already sets.
+    options = " ".join(filter(None, (str(parsed.query.get("options") or ""),
+                                     f"-c statement_timeout={int(STATEMENT_SECONDS * 1000)}",
+                                     f"-c lock_timeout={int(LOCK_SECONDS * 1000)}")))
+    engine = create_engine(parsed.difference_update_query(["options"]), pool_pre_ping=True,
+                           pool_timeout=POOL_SECONDS,
+                           connect_args={"connect_timeout": CONNECT_SECONDS, "options": options})
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
+        return _BoundedConnection.connect(*cargs, **cparams)
+
+    ping = engine.dialect.do_ping
+
+    def _ping(dbapi_connection: Any) -> bool:
+        # A short wait: a pooled connection that does not answer at once is replaced.
+        dbapi_connection.answer_within = PING_SECONDS
+        try:
+            return ping(dbapi_connection)
+        finally:
+            dbapi_connection.answer_within = _BoundedConnection.answer_within
+
+    engine.dialect.do_ping = _ping  # type: ignore[method-assign]
+    return engine
+
+
 def make_engine(url: str) -> Engine:
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return create_engine(url, pool_pre_ping=True)
-    engine = create_engine(url, connect_args={"timeout": 30})
+        return _postgresql_engine(url)
+    engine = create_engine(url, pool_timeout=POOL_SECONDS, connect_args={"timeout": LOCK_SECONDS})
 
     @event.listens_for(engine, "connect")
     def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:

@@ -1,0 +1,77 @@
+"""A dead or black-holed database: every Slack request is still answered, in words, and the bot recovers by itself."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from bot.requests.fields import ALL_CONTACTS
+from bot.slack.database_down import DATABASE_DOWN
+from tests.dbproxy import DatabaseProxy
+from tests.fakes import FakeSlack
+from tests.harness import CODE, Database, bot_with
+
+SLACK_DEADLINE = 3.0  # seconds: Slack's hard contract for every acknowledgement
+
+
+@pytest.fixture
+def proxy(db: Database) -> Iterator[DatabaseProxy]:
+    if not db.url.startswith("postgresql"):
+        pytest.skip("a network black hole needs a database behind a network (the SQLite case is a locked file)")
+    parts = urlsplit(db.url)
+    server = DatabaseProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    yield server
+    server.close()
+
+
+def timed(call: object) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = call()  # type: ignore[operator]
+    return response, time.monotonic() - started
+
+
+def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_recovers(
+        db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db.allow_sends("UREQ", "UAPP")
+    db.grant("UADMIN", "admin", None)
+    proxied = db.url.replace(f"{urlsplit(db.url).hostname}:{urlsplit(db.url).port}", f"127.0.0.1:{proxy.port}")
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
+        request_id = slack.request("UREQ")
+        form = slack.open_form("UREQ")
+
+        proxy.black_hole()
+        ready, seconds = timed(lambda: httpx.get(bot.url + "/readyz", timeout=5))
+        assert ready.status_code == 503 and seconds < 1.0, (ready.text, seconds)
+
+        for attempt in range(3):  # again and again: no listener is left hanging, the pool is not used up
+            command, seconds = timed(lambda: slack.command("UREQ"))
+            assert command.status_code == 200 and seconds < SLACK_DEADLINE, (attempt, seconds)
+            assert DATABASE_DOWN in command.text
+
+            admin, seconds = timed(lambda: slack.command("UADMIN", "admin grants"))
+            assert admin.status_code == 200 and seconds < SLACK_DEADLINE and DATABASE_DOWN in admin.text
+
+            submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale",
+                                                            sender_code=CODE, campaign_name="Down", group_name=ALL_CONTACTS))
+            assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
+            assert DATABASE_DOWN in submitted.json()["errors"].values()
+
+            helped, seconds = timed(lambda: slack.command("UREQ", "help"))
+            assert helped.status_code == 200 and seconds < SLACK_DEADLINE and "/sms-send" in helped.text
+
+        clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+        assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+        slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+
+        proxy.restore()
+        fake_slack.wait_until(lambda: httpx.get(bot.url + "/readyz", timeout=5).status_code == 200,
+                              timeout=15, what="/readyz to say ready again")
+        assert slack.click("UAPP", "approve", request_id).status_code == 200
+        slack.wait_outcome("4711", timeout=15)
+    assert db.request(request_id).state == "sent"
+    assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # nothing was stored while it was down
