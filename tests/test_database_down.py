@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -75,3 +76,29 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
         slack.wait_outcome("4711", timeout=15)
     assert db.request(request_id).state == "sent"
     assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # nothing was stored while it was down
+
+
+def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_bot_carries_on_after(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    if not db.url.startswith("sqlite"):
+        pytest.skip("a file lock is SQLite's way of being unavailable (PostgreSQL is black-holed above)")
+    db.allow_sends("UREQ", "UAPP")
+    with bot_with(env, tmp_path, fake_slack) as (_bot, slack):
+        request_id = slack.request("UREQ")
+        form = slack.open_form("UREQ")
+        locker = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock and does not let go
+        try:
+            submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale", sender_code=CODE,
+                                                            campaign_name="Locked out", group_name=ALL_CONTACTS))
+            assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
+            assert DATABASE_DOWN in submitted.json()["errors"].values()
+            clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+            assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+            slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert slack.click("UAPP", "approve", request_id).status_code == 200
+        slack.wait_outcome("4711", timeout=15)
+    assert [(r.campaign_name, r.state) for r in db.requests()] == [("Spring 2026", "sent")]
