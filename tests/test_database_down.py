@@ -5,6 +5,7 @@ from __future__ import annotations
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -64,6 +65,12 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
 
             helped, seconds = timed(lambda: slack.command("UREQ", "help"))
             assert helped.status_code == 200 and seconds < SLACK_DEADLINE and "/sms-send" in helped.text
+
+        with ThreadPoolExecutor(max_workers=24) as burst:  # more at once than the bot has threads
+            answers = list(burst.map(lambda n: timed(lambda: slack.command("UREQ", "help" if n % 6 == 0 else "")),
+                                     range(24)))
+        assert all(r.status_code == 200 and s < SLACK_DEADLINE for r, s in answers), [(r.status_code, s) for r, s in answers]
+        assert sum(DATABASE_DOWN in r.text for r, _ in answers) == 20
 
         clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
         assert clicked.status_code == 200 and seconds < SLACK_DEADLINE

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -9,7 +12,8 @@ from typing import Any
 
 import psycopg
 from sqlalchemy import DateTime, Engine, create_engine, event, select
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -65,6 +69,44 @@ PING_SECONDS = 0.5  # a pooled connection's liveness check before use
 STATEMENT_SECONDS = 2.0  # on the server (statement_timeout); the client gives up a little later
 LOCK_SECONDS = 1.0  # waiting for a row lock (PostgreSQL) or the write lock (SQLite busy timeout)
 POOL_SECONDS = 1.0  # waiting for a free connection in the pool
+RETRY_SECONDS = 1.0  # after the database failed to answer, callers fail at once for this long
+
+
+class DatabaseUnreachable(OperationalError):
+    """The database did not answer a moment ago; not tried again yet."""
+
+    def __init__(self) -> None:
+        super().__init__("(not tried)", None, ConnectionError("the database did not answer a moment ago"))
+
+
+class Reachability:
+    """Whether the database answered lately: when a connection could not be made or went dead,
+    callers fail at once for RETRY_SECONDS instead of each waiting out the timeouts (and a burst
+    of Slack requests queueing behind them); after that the next caller tries again, so the bot
+    recovers by itself once the database is back."""
+
+    def __init__(self) -> None:
+        self._down_until = 0.0
+        self._lock = threading.Lock()
+
+    def check(self) -> None:
+        if time.monotonic() < self._down_until:
+            raise DatabaseUnreachable
+
+    def failed(self) -> None:
+        with self._lock:
+            self._down_until = time.monotonic() + RETRY_SECONDS
+
+    def answered(self) -> None:
+        with self._lock:
+            self._down_until = 0.0
+
+
+_REACHABILITY: weakref.WeakKeyDictionary[Engine, Reachability] = weakref.WeakKeyDictionary()
+
+
+def reachability(engine: Engine) -> Reachability:
+    return _REACHABILITY.setdefault(engine, Reachability())
 
 
 class _BoundedConnection(psycopg.Connection[Any]):
@@ -111,6 +153,18 @@ def _postgresql_engine(url: str) -> Engine:
             dbapi_connection.answer_within = _BoundedConnection.answer_within
 
     engine.dialect.do_ping = _ping  # type: ignore[method-assign]
+
+    @event.listens_for(engine, "connect")
+    def _connected(_dbapi_connection: Any, _record: Any) -> None:
+        reachability(engine).answered()  # e.g. /readyz's probe found it back: nobody need wait out the retry
+
+    @event.listens_for(engine, "handle_error")
+    def _unreachable(context: ExceptionContext) -> None:
+        # Not a slow or cancelled statement on a live connection: a connection that could not be made or died.
+        if isinstance(context.original_exception, psycopg.OperationalError) and (
+                context.is_disconnect or context.connection is None):
+            reachability(engine).failed()
+
     return engine
 
 
@@ -154,6 +208,12 @@ class Sessions(sessionmaker[Session]):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
         self.writer = engine
+        self.reachability = reachability(engine)
+
+    def __call__(self, **local_kw: Any) -> Session:
+        """A session; raises DatabaseUnreachable at once while the database is known not to answer."""
+        self.reachability.check()
+        return super().__call__(**local_kw)
 
     @contextmanager
     def begin(self) -> Iterator[Session]:  # type: ignore[override]
