@@ -67,7 +67,8 @@ def normalize_url(url: str) -> str:
 CONNECT_SECONDS = 2  # PostgreSQL's least connect_timeout
 PING_SECONDS = 0.5  # a pooled connection's liveness check before use
 STATEMENT_SECONDS = 2.0  # on the server (statement_timeout); the client gives up a little later
-LOCK_SECONDS = 1.0  # waiting for a row lock (PostgreSQL) or the write lock (SQLite busy timeout)
+LOCK_SECONDS = 1.0  # waiting for a row lock (PostgreSQL)
+SQLITE_BUSY_SECONDS = 2.0  # waiting for SQLite's write lock, which writers take in turn
 POOL_SECONDS = 1.0  # waiting for a free connection in the pool
 RETRY_SECONDS = 1.0  # after the database failed to answer, callers fail at once for this long
 
@@ -128,19 +129,18 @@ class _BoundedConnection(psycopg.Connection[Any]):
                 f"the database did not answer within {self.answer_within:g} s") from exc
 
 
-def _postgresql_engine(url: str) -> Engine:
+def _postgresql_engine(url: str, bounded: bool) -> Engine:
     parsed = make_url(url)
     # statement_timeout and lock_timeout in milliseconds; kept with any options the URL already sets.
-    options = " ".join(filter(None, (str(parsed.query.get("options") or ""),
-                                     f"-c statement_timeout={int(STATEMENT_SECONDS * 1000)}",
-                                     f"-c lock_timeout={int(LOCK_SECONDS * 1000)}")))
+    limits = (f"-c statement_timeout={int(STATEMENT_SECONDS * 1000)}", f"-c lock_timeout={int(LOCK_SECONDS * 1000)}")
+    options = " ".join(filter(None, (str(parsed.query.get("options") or ""), *(limits if bounded else ()))))
     engine = create_engine(parsed.difference_update_query(["options"]), pool_pre_ping=True,
                            pool_timeout=POOL_SECONDS,
                            connect_args={"connect_timeout": CONNECT_SECONDS, "options": options})
 
     @event.listens_for(engine, "do_connect")
     def _connect(_dialect: Any, _record: Any, cargs: Any, cparams: dict[str, Any]) -> Any:
-        return _BoundedConnection.connect(*cargs, **cparams)
+        return (_BoundedConnection if bounded else psycopg.Connection).connect(*cargs, **cparams)
 
     ping = engine.dialect.do_ping
 
@@ -168,11 +168,13 @@ def _postgresql_engine(url: str) -> Engine:
     return engine
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, bounded: bool = True) -> Engine:
+    """`bounded=False` lets statements run as long as they need (schema migrations); connecting is bounded always."""
     url = normalize_url(url)
     if make_url(url).get_backend_name() != "sqlite":
-        return _postgresql_engine(url)
-    engine = create_engine(url, pool_timeout=POOL_SECONDS, connect_args={"timeout": LOCK_SECONDS})
+        return _postgresql_engine(url, bounded)
+    engine = create_engine(url, pool_timeout=POOL_SECONDS,
+                           connect_args={"timeout": SQLITE_BUSY_SECONDS if bounded else 30})
 
     @event.listens_for(engine, "connect")
     def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
