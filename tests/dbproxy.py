@@ -11,11 +11,11 @@ class DatabaseProxy:
     """Forwards TCP to `target`. `black_hole()`: connections are still accepted, but not a byte
     goes either way (a frozen host, a network that drops packets); `restore()` lets them flow again."""
 
-    def __init__(self, host: str, port: int) -> None:
+    def __init__(self, host: str, port: int, listen_port: int = 0) -> None:
         self.target = (host, port)
         self.flowing = threading.Event()
         self.flowing.set()
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
         self.port = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
@@ -27,10 +27,12 @@ class DatabaseProxy:
         self.flowing.set()
 
     def close(self) -> None:
+        """Stop listening and cut every connection: a database that is gone (its port refuses connections)."""
         self.flowing.set()
         for sock in [self.listener, *self.sockets]:
             with contextlib.suppress(OSError):
-                sock.close()
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked on it; close() alone would not
+            sock.close()
 
     def _accept(self) -> None:
         while True:

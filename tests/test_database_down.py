@@ -85,6 +85,32 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
     assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # nothing was stored while it was down
 
 
+def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_back(
+        db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db.allow_sends("UREQ", "UAPP")
+    target = urlsplit(db.url)
+    proxied = db.url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
+        request_id = slack.request("UREQ")
+        proxy.close()  # the database stops: its connections are cut and its port refuses new ones
+        ready, seconds = timed(lambda: httpx.get(bot.url + "/readyz", timeout=5))
+        assert ready.status_code == 503 and seconds < 1.0
+        command, seconds = timed(lambda: slack.command("UREQ"))
+        assert command.status_code == 200 and seconds < SLACK_DEADLINE and DATABASE_DOWN in command.text
+        slack.click("UAPP", "approve", request_id)
+        slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+
+        back = DatabaseProxy(target.hostname or "127.0.0.1", target.port or 5432, listen_port=proxy.port)
+        try:
+            fake_slack.wait_until(lambda: httpx.get(bot.url + "/readyz", timeout=5).status_code == 200,
+                                  timeout=15, what="/readyz to say ready again")
+            slack.click("UAPP", "approve", request_id)
+            slack.wait_outcome("4711", timeout=15)
+        finally:
+            back.close()
+    assert db.request(request_id).state == "sent"
+
+
 def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_bot_carries_on_after(
         db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     if not db.url.startswith("sqlite"):
