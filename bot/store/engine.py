@@ -121,8 +121,10 @@ class _BoundedConnection(psycopg.Connection[Any]):
     answer_within: float = STATEMENT_SECONDS + 0.5
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if timeout is not None:  # psycopg's own bounded waits (cancelling, notifications) keep their meaning
+            return super().wait(gen, interval, timeout)
         try:
-            return super().wait(gen, interval, self.answer_within if timeout is None else timeout)
+            return super().wait(gen, interval, self.answer_within)
         except psycopg.errors._WaitTimeout as exc:
             self.pgconn.finish()
             raise psycopg.OperationalError(
