@@ -15,7 +15,7 @@ url = config.attributes.get("database_url") or os.environ.get("DATABASE_URL") or
 
 
 def run_migrations_online() -> None:
-    engine = make_engine(url)
+    engine = make_engine(url, bounded=False)  # a migration may take longer than a request may
     with engine.connect() as connection:
         context.configure(connection=connection, target_metadata=Base.metadata,
                           render_as_batch=connection.dialect.name == "sqlite", compare_type=True)

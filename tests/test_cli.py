@@ -33,8 +33,8 @@ def test_missing_and_malformed_settings_are_listed_with_where_they_come_from(tmp
                      "SLACK_SIGNING_SECRET is not set", "Signing Secret",
                      "WHATCOUNTS_URL must be an http(s) URL", "WHATCOUNTS_REALM is not set",
                      "WHATCOUNTS_PASSWORD is not set", "WhatCounts: Settings > API",
-                     "WHATCOUNTS_TIMEOUT must be a positive number of seconds, got 'soon'",
-                     "POLICY_CACHE_SECONDS must be a number of seconds (0 or more), got '-1'"):
+                     "WHATCOUNTS_TIMEOUT must be a positive number of seconds up to 300 (5 minutes), got 'soon'",
+                     "POLICY_CACHE_SECONDS must be a number of seconds from 0 up to 3600 (an hour), got '-1'"):
         assert expected in result.stderr, expected
     assert "xoxp-user-token" not in result.stderr
 

@@ -6,14 +6,18 @@ comes from. Secrets are kept out of `repr()` so a settings object can never leak
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from dotenv import find_dotenv, load_dotenv
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bot.problems import Problems
+from bot.store.engine import normalize_url
 
 DEFAULT_DATABASE_URL = "sqlite:///sms-bot.db"
 DEFAULT_SLACK_API_URL = "https://slack.com/api/"
@@ -53,17 +57,21 @@ def load_dotenv_file() -> None:
 
 def _number(env: Mapping[str, str], name: str, default: float, problems: list[str],
             zero: bool = False) -> float:
-    """A number of `_UNITS[name]` above 0 (or 0 too, with `zero`); `default` if unset."""
+    """A finite number of `_UNITS[name]` above 0 (or 0 too, with `zero`) up to `_MOST[name]`; `default` if unset.
+
+    `nan`, `inf` and huge values parse as floats but break timers and date arithmetic at run time.
+    """
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
         value = float(raw)
     except ValueError:
-        value = -1.0
-    if value < 0 or (value == 0 and not zero):
-        kind = "a number of" if zero else "a positive number of"
-        problems.append(f"{name} must be {kind} {_UNITS[name]}{' (0 or more)' if zero else ''}, got {raw!r}.")
+        value = math.nan
+    most, unit = _MOST[name], _UNITS[name]
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero) or value > most:
+        kind = f"a number of {unit} from 0" if zero else f"a positive number of {unit}"
+        problems.append(f"{name} must be {kind} up to {most:g} ({_MOST_IN_WORDS[name]}), got {raw!r}.")
         return default
     return value
 
@@ -74,6 +82,39 @@ _UNITS = {
     "SWEEP_INTERVAL_SECONDS": "seconds",
     "POLICY_CACHE_SECONDS": "seconds",
 }
+_MOST = {
+    "WHATCOUNTS_TIMEOUT": 300.0,
+    "REQUEST_TTL_MINUTES": 43200.0,
+    "SWEEP_INTERVAL_SECONDS": 3600.0,
+    "POLICY_CACHE_SECONDS": 3600.0,
+}
+_MOST_IN_WORDS = {
+    "WHATCOUNTS_TIMEOUT": "5 minutes",
+    "REQUEST_TTL_MINUTES": "30 days",
+    "SWEEP_INTERVAL_SECONDS": "an hour",
+    "POLICY_CACHE_SECONDS": "an hour",
+}
+DATABASE_URL_EXAMPLES = "sqlite:///sms-bot.db or postgresql://user:password@host:5432/dbname"
+
+
+def _database_url(raw: str, problems: list[str]) -> str:
+    """SQLite or PostgreSQL (psycopg), the two databases the bot is built and tested for.
+
+    Only the kind of database is named in a problem: a URL may hold a password.
+    """
+    try:
+        url = make_url(normalize_url(raw))
+    except ArgumentError:
+        problems.append(f"DATABASE_URL is not a database URL; use one like {DATABASE_URL_EXAMPLES}.")
+        return DEFAULT_DATABASE_URL
+    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        problems.append(f"DATABASE_URL names a database the bot does not support ({url.drivername}); "
+                        f"use one like {DATABASE_URL_EXAMPLES}.")
+        return DEFAULT_DATABASE_URL
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        problems.append("DATABASE_URL names an in-memory SQLite database, which every connection sees empty; "
+                        "name a file, e.g. sqlite:///sms-bot.db.")
+    return raw
 
 
 def _http_url(raw: str) -> bool:
@@ -95,7 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         return value
 
     values: dict[str, object] = {
-        "database_url": env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL,
+        "database_url": _database_url(env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL, problems),
         "request_ttl_minutes": _number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
         "sweep_interval_seconds": _number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
         "policy_cache_seconds": _number(env, "POLICY_CACHE_SECONDS", 1.0, problems, zero=True),

@@ -4,6 +4,9 @@ Every state change is one conditional UPDATE (`WHERE state = :expected`) whose r
 says who won, so double clicks, concurrent approvers and several bot processes can never
 send twice. The state is committed as SENDING before WhatCounts is called; a request left
 SENDING past its deadline lost its process and becomes UNKNOWN, never re-sent.
+
+Time is the database's (`database_now`, `database_utcnow`), never this process's own clock:
+replicas whose clocks disagree still agree on what has expired and which send is lost.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from bot.requests.reading import RequestView, read_view
 from bot.rules import grants, sending
 from bot.rules.sender_codes import get_rules
 from bot.store import audit
-from bot.store.engine import utcnow
+from bot.store.engine import database_now, database_utcnow, utcnow
 from bot.store.models import Approval, Role, SendRequest, State
 from bot.whatcounts.catalog import MessageCatalog, Unverifiable
 from bot.whatcounts.client import (
@@ -119,6 +122,8 @@ class Lifecycle:
     sessions: sessionmaker[Session]
     whatcounts: WhatCountsClient | None  # None where nothing is sent (the command line)
     request_ttl: timedelta = timedelta(minutes=60)
+    # This process's own clock. Nothing is judged by it (see the module docstring); it is here so
+    # that tests can give a replica a clock that runs ahead or behind.
     clock: Callable[[], datetime] = field(default=utcnow)
     messages: MessageCatalog | None = None  # None: message names cannot be checked
     dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
@@ -140,9 +145,9 @@ class Lifecycle:
 
         `quiet_override`: an admin's reason to request a send inside quiet hours.
         """
-        now = self.clock()
         code = fields.sender_code
         with self.sessions() as session:
+            now = database_now(session)
             if not grants.has_role(session, requester_id, Role.REQUESTER, code):
                 return Invalid({"sender_code": f"You have no grant to request sends for sender code {code}."})
             rules = get_rules(session, code)
@@ -236,7 +241,8 @@ class Lifecycle:
                 return Refused("You have already approved this request.", request.sender_code, repeat=True)
         try:
             with self.sessions.begin() as session:
-                session.add(Approval(request_id=request_id, approver_id=approver_id, approved_at=self.clock()))
+                session.add(Approval(request_id=request_id, approver_id=approver_id,
+                                     approved_at=database_now(session)))
                 session.flush()
                 bumped = session.execute(update(SendRequest).where(
                     SendRequest.id == request_id, SendRequest.state == State.PENDING,
@@ -256,8 +262,8 @@ class Lifecycle:
             enough = approvals >= SendRequest.approvals_required
             ready = session.scalar(select(SendRequest.id).where(
                 SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is not None
-            stop = self._claim_check(session, request) if ready else None
-            now = self.clock()
+            now = database_now(session)
+            stop = self._claim_check(session, request, now) if ready else None
             claimed = False
             if stop is None:
                 assert self.whatcounts is not None
@@ -277,13 +283,13 @@ class Lifecycle:
             return Closed(view)  # another approval won the race; ours changed nothing that matters
         return Changed(view, send=claimed)
 
-    def _claim_check(self, session: Session, request: SendRequest) -> str | None:
+    @staticmethod
+    def _claim_check(session: Session, request: SendRequest, now: datetime) -> str | None:
         """The rules at the moment of sending, with the sender code's row locked so that
         concurrent claims of one code count each other's sends. A reason means: do not send."""
         rules = sending.lock_sender_code(session, request.sender_code)
         if rules is None:
             return f"Not sent: sender code {request.sender_code} is no longer registered."
-        now = self.clock()
         if not request.quiet_override and (problem := sending.quiet_problem(rules, now)):
             return f"Not sent at approval: {problem}"
         if problem := sending.cap_problem(session, rules, now, request.dry_run):
@@ -317,7 +323,7 @@ class Lifecycle:
             if (reason := check(session, found, user_id)) is not None:
                 return Refused(reason, found.sender_code)
             if not self._transition(session, request_id, (State.PENDING,), state,
-                                    closed_by=user_id, finished_at=self.clock()):
+                                    closed_by=user_id, finished_at=database_utcnow()):
                 session.rollback()
                 return Closed(self._require_view(request_id))
             audit.record(session, event, user_id, request_id=request_id, sender_code=found.sender_code)
@@ -330,9 +336,10 @@ class Lifecycle:
         request = session.get(SendRequest, request_id)
         if request is None:
             return Refused("This request no longer exists.")
-        if request.state == State.PENDING and request.expires_at <= self.clock():
+        if request.state == State.PENDING and request.expires_at <= database_now(session):
             if self._transition(session, request_id, (State.PENDING,), State.EXPIRED,
-                                finished_at=self.clock(), reason="No decision before it expired."):
+                                SendRequest.expires_at <= database_utcnow(), finished_at=database_utcnow(),
+                                reason="No decision before it expired."):
                 audit.record(session, "expired", "system", request_id=request_id, sender_code=request.sender_code)
             session.refresh(request)
         if request.state != State.PENDING:
@@ -373,7 +380,7 @@ class Lifecycle:
 
     def _hold(self, session: Session, request_id: str, seconds: float) -> bool:
         """Move a SENDING request's deadline to `seconds` (+ grace) from now, unless it has already passed."""
-        now = self.clock()
+        now = database_now(session)
         return session.execute(update(SendRequest).where(
             SendRequest.id == request_id, SendRequest.state == State.SENDING, SendRequest.sending_deadline > now,
         ).values(sending_deadline=now + timedelta(seconds=seconds) + SENDING_GRACE)).rowcount == 1  # type: ignore[attr-defined]
@@ -419,7 +426,7 @@ class Lifecycle:
         details = {k: v for k, v in {**values, **(_audit or {})}.items() if v is not None}
         with self.sessions.begin() as session:
             if self._transition(session, request.id, (State.SENDING, State.UNKNOWN), state,
-                                finished_at=self.clock(), outcome_posted=False, **values):
+                                finished_at=database_utcnow(), outcome_posted=False, **values):
                 audit.record(session, event, "system", request_id=request.id, sender_code=request.sender_code,
                              **details)
             else:
@@ -451,7 +458,7 @@ class Lifecycle:
                   f"{_late_answer(state, values)}.")
         extra = {k: values[k] for k in ("whatcounts_id", "whatcounts_status") if values.get(k) is not None}
         reopened = self._transition(session, request.id, (was,), State.UNKNOWN, reason=reason,
-                                    outcome_posted=False, finished_at=self.clock(), **extra)
+                                    outcome_posted=False, finished_at=database_utcnow(), **extra)
         # Not reopened: the record changed again meanwhile; the answer is still kept in the trail.
         audit.record(session, "late_outcome_conflict" if reopened else "late_outcome", "system",
                      request_id=request.id, sender_code=request.sender_code, outcome=event, recorded=str(was),
@@ -480,7 +487,7 @@ class Lifecycle:
     # --- sweeping (every process, every few seconds; safe to run concurrently) ---------
 
     def expire_due(self) -> list[RequestView]:
-        now = self.clock()
+        now = database_utcnow()
         return self._sweep(
             select(SendRequest.id).where(SendRequest.state == State.PENDING, SendRequest.expires_at <= now),
             (State.PENDING,), State.EXPIRED, "expired", extra_where=(SendRequest.expires_at <= now,),
@@ -488,8 +495,8 @@ class Lifecycle:
         )
 
     def mark_lost_sends(self) -> list[RequestView]:
-        """SENDING past its deadline: the process that was sending died. Never re-sent."""
-        now = self.clock()
+        """SENDING past its deadline (on the database's clock): the process that was sending died. Never re-sent."""
+        now = database_utcnow()
         return self._sweep(
             select(SendRequest.id).where(SendRequest.state == State.SENDING, SendRequest.sending_deadline <= now),
             (State.SENDING,), State.UNKNOWN, "unknown", extra_where=(SendRequest.sending_deadline <= now,),
@@ -505,7 +512,7 @@ class Lifecycle:
         for request_id in ids:
             with self.sessions.begin() as session:
                 if self._transition(session, request_id, from_states, state, *extra_where,
-                                    finished_at=self.clock(), reason=reason, outcome_posted=False):
+                                    finished_at=database_utcnow(), reason=reason, outcome_posted=False):
                     request = session.get(SendRequest, request_id)
                     audit.record(session, event, "system", request_id=request_id,
                                  sender_code=request.sender_code if request else None)

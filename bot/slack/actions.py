@@ -21,6 +21,7 @@ from bot.requests.lifecycle import (
 )
 from bot.slack import blocks
 from bot.slack.cards import CardPublisher
+from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
 from bot.store.models import State
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,12 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
     }
 
     def decide(action_id: str, request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
-        decision = deciders[action_id](request_id, user_id)
+        try:
+            decision = deciders[action_id](request_id, user_id)
+        except DATABASE_ERRORS:
+            log.warning("request %s: the database could not be reached for a click", request_id)
+            _tell(client, channel_id, user_id, DATABASE_DOWN)
+            return
         match decision:
             case Refused(reason=reason):
                 _tell(client, channel_id, user_id, reason)

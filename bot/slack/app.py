@@ -13,7 +13,7 @@ from slack_bolt import App
 from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
-from bot.slack import actions, blocks, commands, views
+from bot.slack import actions, blocks, commands, database_down, views
 from bot.slack.cards import CardPublisher, Sweeper
 from bot.slack.client import web_client
 
@@ -89,6 +89,7 @@ def build_runtime(settings: Settings) -> Runtime:
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,
               listener_executor=listeners)
     app.use(_bind_request_id)
+    database_down.register(app)
     publisher = CardPublisher(client, core.lifecycle, core.outbox)
     commands.register(app, core.form, core.catalog, core.cache, core.sessions)
     views.register(app, core.form, core.lifecycle, core.catalog, core.work)

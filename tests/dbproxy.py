@@ -1,0 +1,66 @@
+"""A loopback TCP proxy in front of the test database, to black-hole it and bring it back."""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+
+
+class DatabaseProxy:
+    """Forwards TCP to `target`. `black_hole()`: connections are still accepted, but not a byte
+    goes either way (a frozen host, a network that drops packets); `restore()` lets them flow again."""
+
+    def __init__(self, host: str, port: int, listen_port: int = 0) -> None:
+        self.target = (host, port)
+        self.flowing = threading.Event()
+        self.flowing.set()
+        self.listener = socket.create_server(("127.0.0.1", listen_port))
+        self.port = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def black_hole(self) -> None:
+        self.flowing.clear()
+
+    def restore(self) -> None:
+        self.flowing.set()
+
+    def close(self) -> None:
+        """Stop listening and cut every connection: a database that is gone (its port refuses connections)."""
+        self.flowing.set()
+        for sock in [self.listener, *self.sockets]:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked on it; close() alone would not
+            sock.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._connect, args=(client,), daemon=True).start()
+
+    def _connect(self, client: socket.socket) -> None:
+        self.flowing.wait()  # a black hole answers nothing, not even by connecting on
+        try:
+            upstream = socket.create_connection(self.target)
+        except OSError:
+            client.close()
+            return
+        self.sockets += [client, upstream]
+        threading.Thread(target=self._pump, args=(client, upstream), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(65536):
+                self.flowing.wait()
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.shutdown(socket.SHUT_RDWR)

@@ -1,0 +1,137 @@
+"""A dead or black-holed database: every Slack request is still answered, in words, and the bot recovers by itself."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from bot.requests.fields import ALL_CONTACTS
+from bot.slack.database_down import DATABASE_DOWN
+from tests.dbproxy import DatabaseProxy
+from tests.fakes import FakeSlack
+from tests.harness import CODE, Database, bot_with
+
+SLACK_DEADLINE = 3.0  # seconds: Slack's hard contract for every acknowledgement
+
+
+@pytest.fixture
+def proxy(db: Database) -> Iterator[DatabaseProxy]:
+    if not db.url.startswith("postgresql"):
+        pytest.skip("a network black hole needs a database behind a network (the SQLite case is a locked file)")
+    parts = urlsplit(db.url)
+    server = DatabaseProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    yield server
+    server.close()
+
+
+def timed(call: object) -> tuple[httpx.Response, float]:
+    started = time.monotonic()
+    response = call()  # type: ignore[operator]
+    return response, time.monotonic() - started
+
+
+def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_recovers(
+        db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db.allow_sends("UREQ", "UAPP")
+    db.grant("UADMIN", "admin", None)
+    proxied = db.url.replace(f"{urlsplit(db.url).hostname}:{urlsplit(db.url).port}", f"127.0.0.1:{proxy.port}")
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
+        request_id = slack.request("UREQ")
+        form = slack.open_form("UREQ")
+
+        proxy.black_hole()
+        ready, seconds = timed(lambda: httpx.get(bot.url + "/readyz", timeout=5))
+        assert ready.status_code == 503 and seconds < 1.0, (ready.text, seconds)
+
+        for attempt in range(3):  # again and again: no listener is left hanging, the pool is not used up
+            command, seconds = timed(lambda: slack.command("UREQ"))
+            assert command.status_code == 200 and seconds < SLACK_DEADLINE, (attempt, seconds)
+            assert DATABASE_DOWN in command.text
+
+            admin, seconds = timed(lambda: slack.command("UADMIN", "admin grants"))
+            assert admin.status_code == 200 and seconds < SLACK_DEADLINE and DATABASE_DOWN in admin.text
+
+            submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale",
+                                                            sender_code=CODE, campaign_name="Down", group_name=ALL_CONTACTS))
+            assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
+            assert DATABASE_DOWN in submitted.json()["errors"].values()
+
+            helped, seconds = timed(lambda: slack.command("UREQ", "help"))
+            assert helped.status_code == 200 and seconds < SLACK_DEADLINE and "/sms-send" in helped.text
+
+        with ThreadPoolExecutor(max_workers=24) as burst:  # more at once than the bot has threads
+            answers = list(burst.map(lambda n: timed(lambda: slack.command("UREQ", "help" if n % 6 == 0 else "")),
+                                     range(24)))
+        assert all(r.status_code == 200 and s < SLACK_DEADLINE for r, s in answers), [(r.status_code, s) for r, s in answers]
+        assert sum(DATABASE_DOWN in r.text for r, _ in answers) == 20
+
+        clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+        assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+        slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+
+        proxy.restore()
+        fake_slack.wait_until(lambda: httpx.get(bot.url + "/readyz", timeout=5).status_code == 200,
+                              timeout=15, what="/readyz to say ready again")
+        assert slack.click("UAPP", "approve", request_id).status_code == 200
+        slack.wait_outcome("4711", timeout=15)
+    assert db.request(request_id).state == "sent"
+    assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # nothing was stored while it was down
+
+
+def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_back(
+        db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db.allow_sends("UREQ", "UAPP")
+    target = urlsplit(db.url)
+    proxied = db.url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
+        request_id = slack.request("UREQ")
+        proxy.close()  # the database stops: its connections are cut and its port refuses new ones
+        ready, seconds = timed(lambda: httpx.get(bot.url + "/readyz", timeout=5))
+        assert ready.status_code == 503 and seconds < 1.0
+        command, seconds = timed(lambda: slack.command("UREQ"))
+        assert command.status_code == 200 and seconds < SLACK_DEADLINE and DATABASE_DOWN in command.text
+        slack.click("UAPP", "approve", request_id)
+        slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+
+        back = DatabaseProxy(target.hostname or "127.0.0.1", target.port or 5432, listen_port=proxy.port)
+        try:
+            fake_slack.wait_until(lambda: httpx.get(bot.url + "/readyz", timeout=5).status_code == 200,
+                                  timeout=15, what="/readyz to say ready again")
+            slack.click("UAPP", "approve", request_id)
+            slack.wait_outcome("4711", timeout=15)
+        finally:
+            back.close()
+    assert db.request(request_id).state == "sent"
+
+
+def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_bot_carries_on_after(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    if not db.url.startswith("sqlite"):
+        pytest.skip("a file lock is SQLite's way of being unavailable (PostgreSQL is black-holed above)")
+    db.allow_sends("UREQ", "UAPP")
+    with bot_with(env, tmp_path, fake_slack) as (_bot, slack):
+        request_id = slack.request("UREQ")
+        form = slack.open_form("UREQ")
+        locker = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+        locker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock and does not let go
+        try:
+            submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale", sender_code=CODE,
+                                                            campaign_name="Locked out", group_name=ALL_CONTACTS))
+            assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
+            assert DATABASE_DOWN in submitted.json()["errors"].values()
+            clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+            assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+            slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+        finally:
+            locker.execute("ROLLBACK")
+            locker.close()
+        assert slack.click("UAPP", "approve", request_id).status_code == 200
+        slack.wait_outcome("4711", timeout=15)
+    assert [(r.campaign_name, r.state) for r in db.requests()] == [("Spring 2026", "sent")]
