@@ -121,9 +121,13 @@ class MigratedOnce:
         admin = create_engine(normalize_url(POSTGRES_URL), isolation_level="AUTOCOMMIT")
         recorded: list[tuple[str, Any]] = []
 
-        def record(connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
+        # Alembic runs on this thread; its engine's URL does not name the schema (the search path
+        # goes to the driver with the statement timeouts), so the thread tells its statements apart.
+        upgrading = threading.get_ident()
+
+        def record(_connection: Any, _cursor: Any, statement: str, parameters: Any, _context: Any,
                    _many: bool) -> None:
-            if name in str(connection.engine.url):
+            if threading.get_ident() == upgrading:
                 recorded.append((statement, parameters or None))
 
         with admin.connect() as connection:

@@ -171,14 +171,14 @@ class InProcessBot:
 
     Nothing to start or wait for: `url` names it for `SlackDriver` (and `get`), which hand its
     requests to the WSGI app through httpx's WSGI transport. Its log lines, formatted and redacted
-    as the process's would be, are kept for `log()`. `clock` replaces the life cycle's clock.
+    as the process's would be, are kept for `log()`. `clock` replaces the life cycle's clock (the database's time).
     """
 
     _hosts = itertools.count(1)
     _running = 0  # in-process bots started and not stopped; the root logger is at INFO while any runs
     _root_level = logging.WARNING
 
-    def __init__(self, env: Mapping[str, str], clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(self, env: Mapping[str, str], clock: Callable[[Session], datetime] | None = None) -> None:
         self.settings = load_settings(env)
         self.runtime = build_runtime(self.settings)
         if clock is not None:
@@ -258,7 +258,7 @@ class _ToBots(httpx.BaseTransport):
 
 
 @contextmanager
-def in_process_bot(env: Mapping[str, str], clock: Callable[[], datetime] | None = None,
+def in_process_bot(env: Mapping[str, str], clock: Callable[[Session], datetime] | None = None,
                    sweeper: bool = True) -> Iterator[InProcessBot]:
     bot = InProcessBot(env, clock).start(sweeper)
     try:

@@ -94,7 +94,7 @@ def test_a_bot_killed_while_sending_reports_unknown_after_restart_and_never_rese
     # Restarted, and past the deadline the killed process had for its WhatCounts call.
     deadline = db.request(request_id).sending_deadline
     assert deadline is not None
-    with in_process_bot(env, clock=lambda: deadline, sweeper=False) as restarted:
+    with in_process_bot(env, clock=lambda _session: deadline, sweeper=False) as restarted:
         restarted.sweep()
         driver = SlackDriver(restarted.url, fake_slack)
         outcome = driver.wait_outcome("Outcome unknown")
@@ -112,7 +112,7 @@ def test_a_request_expires_across_a_restart(db: Database, env: dict[str, str], f
     with in_process_bot(env) as first:
         request_id = SlackDriver(first.url, fake_slack).request(REQUESTER)
     expires_at = db.request(request_id).expires_at
-    with in_process_bot(env, clock=lambda: expires_at + timedelta(minutes=1), sweeper=False) as second:
+    with in_process_bot(env, clock=lambda _session: expires_at + timedelta(minutes=1), sweeper=False) as second:
         assert db.request(request_id).state == "pending"  # nobody was running to expire it
         second.sweep()
         driver = SlackDriver(second.url, fake_slack)

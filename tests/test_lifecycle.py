@@ -14,6 +14,7 @@ from functools import partial
 from typing import Any
 
 import pytest
+from sqlalchemy.orm import Session
 
 from bot.requests.fields import RequestFields
 from bot.requests.lifecycle import SENDING_GRACE, Changed, Closed, Decision, Lifecycle
@@ -29,12 +30,12 @@ TTL = timedelta(minutes=60)
 
 
 class Clock:
-    """Stands still until the test moves it."""
+    """The database's time as the life cycle reads it, standing still until the test moves it."""
 
     def __init__(self) -> None:
         self.now = datetime(2026, 3, 16, 12, 0)  # naive UTC, as the bot stores times
 
-    def __call__(self) -> datetime:
+    def __call__(self, _session: Session) -> datetime:
         return self.now
 
     def move_to(self, moment: datetime) -> None:

@@ -13,7 +13,7 @@ import pytest
 
 from bot.requests.fields import ALL_CONTACTS
 from bot.requests.lifecycle import Lifecycle
-from bot.store.engine import utcnow
+from bot.store.engine import database_now
 from tests.fakes import (
     SPRING_SALE,
     SUCCESS_BODY,
@@ -59,9 +59,10 @@ def test_an_acceptance_arriving_after_an_admin_recorded_not_sent_is_a_conflict_a
         slack.click(APPROVER, "approve", request_id)
         fake_whatcounts.wait_until(fake_whatcounts.posts, what="the POST")
 
-        # A replica whose clock runs ahead gives the send up for lost; an admin then records "not sent".
-        ahead = Lifecycle(db.sessions, whatcounts=None, clock=lambda: utcnow() + timedelta(minutes=5))
-        assert [v.request.id for v in ahead.mark_lost_sends()] == [request_id]
+        # Five minutes on (the database's clock), a sweep gives the send up for lost; an admin records "not sent".
+        later = Lifecycle(db.sessions, whatcounts=None,
+                          clock=lambda session: database_now(session) + timedelta(minutes=5))
+        assert [v.request.id for v in later.mark_lost_sends()] == [request_id]
         resolved = run_cli("resolve", request_id, "not-sent", "--admin", ADMIN, "--note", "support saw nothing",
                            env=env, cwd=tmp_path)
         assert resolved.returncode == 0, resolved.stderr

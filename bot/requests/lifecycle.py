@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from bot.requests import approved_text
 from bot.requests.fields import RequestFields
@@ -28,7 +28,7 @@ from bot.requests.reading import RequestView, read_view
 from bot.rules import grants, sending
 from bot.rules.sender_codes import get_rules
 from bot.store import audit
-from bot.store.engine import database_now, database_utcnow, utcnow
+from bot.store.engine import database_now, database_utcnow
 from bot.store.models import Approval, Role, SendRequest, State
 from bot.whatcounts.catalog import MessageCatalog, Unverifiable
 from bot.whatcounts.client import (
@@ -122,9 +122,8 @@ class Lifecycle:
     sessions: sessionmaker[Session]
     whatcounts: WhatCountsClient | None  # None where nothing is sent (the command line)
     request_ttl: timedelta = timedelta(minutes=60)
-    # This process's own clock. Nothing is judged by it (see the module docstring); it is here so
-    # that tests can give a replica a clock that runs ahead or behind.
-    clock: Callable[[], datetime] = field(default=utcnow)
+    # The time, asked of the database (see the module docstring); tests move it.
+    clock: Callable[[Session], datetime] = field(default=database_now)
     messages: MessageCatalog | None = None  # None: message names cannot be checked
     dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
 
@@ -147,7 +146,7 @@ class Lifecycle:
         """
         code = fields.sender_code
         with self.sessions() as session:
-            now = database_now(session)
+            now = self.clock(session)
             if not grants.has_role(session, requester_id, Role.REQUESTER, code):
                 return Invalid({"sender_code": f"You have no grant to request sends for sender code {code}."})
             rules = get_rules(session, code)
@@ -242,7 +241,7 @@ class Lifecycle:
         try:
             with self.sessions.begin() as session:
                 session.add(Approval(request_id=request_id, approver_id=approver_id,
-                                     approved_at=database_now(session)))
+                                     approved_at=self.clock(session)))
                 session.flush()
                 bumped = session.execute(update(SendRequest).where(
                     SendRequest.id == request_id, SendRequest.state == State.PENDING,
@@ -262,7 +261,7 @@ class Lifecycle:
             enough = approvals >= SendRequest.approvals_required
             ready = session.scalar(select(SendRequest.id).where(
                 SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is not None
-            now = database_now(session)
+            now = self.clock(session)
             stop = self._claim_check(session, request, now) if ready else None
             claimed = False
             if stop is None:
@@ -336,9 +335,10 @@ class Lifecycle:
         request = session.get(SendRequest, request_id)
         if request is None:
             return Refused("This request no longer exists.")
-        if request.state == State.PENDING and request.expires_at <= database_now(session):
+        now = self.clock(session)
+        if request.state == State.PENDING and request.expires_at <= now:
             if self._transition(session, request_id, (State.PENDING,), State.EXPIRED,
-                                SendRequest.expires_at <= database_utcnow(), finished_at=database_utcnow(),
+                                SendRequest.expires_at <= now, finished_at=now,
                                 reason="No decision before it expired."):
                 audit.record(session, "expired", "system", request_id=request_id, sender_code=request.sender_code)
             session.refresh(request)
@@ -380,7 +380,7 @@ class Lifecycle:
 
     def _hold(self, session: Session, request_id: str, seconds: float) -> bool:
         """Move a SENDING request's deadline to `seconds` (+ grace) from now, unless it has already passed."""
-        now = database_now(session)
+        now = self.clock(session)
         return session.execute(update(SendRequest).where(
             SendRequest.id == request_id, SendRequest.state == State.SENDING, SendRequest.sending_deadline > now,
         ).values(sending_deadline=now + timedelta(seconds=seconds) + SENDING_GRACE)).rowcount == 1  # type: ignore[attr-defined]
@@ -487,32 +487,26 @@ class Lifecycle:
     # --- sweeping (every process, every few seconds; safe to run concurrently) ---------
 
     def expire_due(self) -> list[RequestView]:
-        now = database_utcnow()
-        return self._sweep(
-            select(SendRequest.id).where(SendRequest.state == State.PENDING, SendRequest.expires_at <= now),
-            (State.PENDING,), State.EXPIRED, "expired", extra_where=(SendRequest.expires_at <= now,),
-            reason="No decision before it expired.",
-        )
+        return self._sweep(State.PENDING, SendRequest.expires_at, State.EXPIRED, "expired",
+                           reason="No decision before it expired.")
 
     def mark_lost_sends(self) -> list[RequestView]:
         """SENDING past its deadline (on the database's clock): the process that was sending died. Never re-sent."""
-        now = database_utcnow()
-        return self._sweep(
-            select(SendRequest.id).where(SendRequest.state == State.SENDING, SendRequest.sending_deadline <= now),
-            (State.SENDING,), State.UNKNOWN, "unknown", extra_where=(SendRequest.sending_deadline <= now,),
-            reason=("Outcome unknown: the bot stopped while WhatCounts was being called, so it cannot tell "
-                    "whether the message went out."),
-        )
+        return self._sweep(State.SENDING, SendRequest.sending_deadline, State.UNKNOWN, "unknown",
+                           reason=("Outcome unknown: the bot stopped while WhatCounts was being called, so it "
+                                   "cannot tell whether the message went out."))
 
-    def _sweep(self, candidates: object, from_states: tuple[State, ...], state: State, event: str,
-               extra_where: tuple[object, ...], reason: str) -> list[RequestView]:
+    def _sweep(self, from_state: State, due: InstrumentedAttribute[datetime | None], state: State, event: str,
+               reason: str) -> list[RequestView]:
+        """Move every request in `from_state` whose `due` time has come to `state`, each in its own transaction."""
         with self.sessions() as session:
-            ids = list(session.scalars(candidates))  # type: ignore[call-overload]
+            now = self.clock(session)
+            ids = list(session.scalars(select(SendRequest.id).where(SendRequest.state == from_state, due <= now)))
         changed = []
         for request_id in ids:
             with self.sessions.begin() as session:
-                if self._transition(session, request_id, from_states, state, *extra_where,
-                                    finished_at=database_utcnow(), reason=reason, outcome_posted=False):
+                if self._transition(session, request_id, (from_state,), state, due <= now,
+                                    finished_at=now, reason=reason, outcome_posted=False):
                     request = session.get(SendRequest, request_id)
                     audit.record(session, event, "system", request_id=request_id,
                                  sender_code=request.sender_code if request else None)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.lifecycle import TERMINAL_WITH_OUTCOME
 from bot.requests.reading import RequestView, read_view
-from bot.store.engine import utcnow
+from bot.store.engine import database_now
 from bot.store.models import SendRequest
 
 log = logging.getLogger(__name__)
@@ -45,13 +45,14 @@ def card_backoff(attempts: int) -> timedelta:
 @dataclass
 class Outbox:
     sessions: sessionmaker[Session]
-    clock: Callable[[], datetime] = field(default=utcnow)
+    # The time, asked of the database, so that leases and back-offs mean the same to every replica.
+    clock: Callable[[Session], datetime] = field(default=database_now)
 
     def cards_behind(self, limit: int = 50) -> list[RequestView]:
         """Requests whose card does not yet show their latest state (a card update failed),
         oldest first, leaving out those backing off or given up."""
-        now = self.clock()
         with self.sessions() as session:
+            now = self.clock(session)
             ids = list(session.scalars(
                 select(SendRequest.id).where(
                     SendRequest.card_version < SendRequest.version,
@@ -75,7 +76,7 @@ class Outbox:
             if attempts is None:
                 return False
             session.execute(update(SendRequest).where(SendRequest.id == request_id)
-                            .values(card_retry_at=self.clock() + card_backoff(attempts)))
+                            .values(card_retry_at=self.clock(session) + card_backoff(attempts)))
         if attempts >= MAX_CARD_ATTEMPTS:
             log.error("request %s: card update failed %d times; giving up on it (its state is in the database "
                       "and `sms-bot audit`)", request_id, attempts)
@@ -84,8 +85,8 @@ class Outbox:
 
     def outcomes_unposted(self, limit: int = 50) -> list[RequestView]:
         """Outcomes not yet in the thread and not leased to a live poster, oldest first."""
-        now = self.clock()
         with self.sessions() as session:
+            now = self.clock(session)
             ids = list(session.scalars(select(SendRequest.id).where(
                 SendRequest.state.in_(TERMINAL_WITH_OUTCOME), SendRequest.outcome_posted.is_(False),
                 or_(SendRequest.outcome_claimed_until.is_(None), SendRequest.outcome_claimed_until <= now))
@@ -94,8 +95,8 @@ class Outbox:
 
     def claim_outcome_post(self, request_id: str, version: int) -> bool:
         """True for the one caller that should post this outcome (the state seen at `version`) now."""
-        now = self.clock()
         with self.sessions.begin() as session:
+            now = self.clock(session)
             return session.execute(update(SendRequest).where(  # type: ignore[attr-defined, no-any-return]
                 SendRequest.id == request_id, SendRequest.version == version,
                 SendRequest.outcome_posted.is_(False), SendRequest.state.in_(TERMINAL_WITH_OUTCOME),

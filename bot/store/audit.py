@@ -15,7 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.store.engine import database_now
+from bot.store.engine import database_utcnow
 from bot.store.models import AuditEvent
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ def record(session: Session, event: str, actor_id: str, *, request_id: str | Non
            sender_code: str | None = None, **details: Any) -> None:
     """Add one event to the caller's transaction, so it commits or rolls back with the change."""
     assert event in EVENTS, event
-    session.add(AuditEvent(at=database_now(session), event=event, actor_id=actor_id, request_id=request_id,
+    session.add(AuditEvent(at=database_utcnow(), event=event, actor_id=actor_id, request_id=request_id,
                            sender_code=sender_code, details=details))
 
 
