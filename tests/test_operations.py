@@ -11,7 +11,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import text
 
-from bot.store.engine import utcnow
+from bot.store.engine import database_now
 from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import (
     SECRETS,
@@ -103,7 +103,7 @@ def test_card_update_failing_past_the_sdk_retries_is_caught_up_by_the_sweeper(
 
         fake_slack.failures.clear()
         outbox = bot.runtime.core.outbox
-        outbox.clock = lambda: utcnow() + timedelta(minutes=11)  # past the card's back-off
+        outbox.clock = lambda session: database_now(session) + timedelta(minutes=11)  # past the back-off
         bot.sweep()
     request = db.request(request_id)
     assert request.card_version == request.version

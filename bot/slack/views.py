@@ -24,6 +24,7 @@ from bot.requests.fields import parse_fields
 from bot.requests.lifecycle import ALREADY_SUBMITTED, Invalid, Lifecycle, Refused, Unregistered
 from bot.requests.reading import RequestView
 from bot.slack import blocks
+from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
 from bot.store.models import SendRequest
 from bot.whatcounts.catalog import MessageCatalog
 
@@ -209,6 +210,10 @@ class Submission:
         card_ts = str(posted["ts"])
         try:
             stored = self.lifecycle.store(draft, card_ts)
+        except DATABASE_ERRORS as exc:
+            log.warning("request %s: not stored after its card was posted: the database could not be reached "
+                        "(%s)", draft.id, type(getattr(exc, "orig", None) or exc).__name__)
+            stored = Refused(DATABASE_DOWN)
         except Exception:
             log.exception("request %s: not stored after its card was posted", draft.id)
             stored = Refused("The bot could not save the request. Nothing was saved: submit again.")
