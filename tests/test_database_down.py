@@ -15,6 +15,7 @@ import pytest
 
 from bot.requests.fields import ALL_CONTACTS
 from bot.slack.database_down import DATABASE_DOWN
+from bot.store.models import ALL_SENDER_CODES
 from tests.dbproxy import DatabaseProxy
 from tests.fakes import FakeSlack
 from tests.harness import CODE, Database, bot_with
@@ -41,7 +42,7 @@ def timed(call: object) -> tuple[httpx.Response, float]:
 def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_recovers(
         db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends("UREQ", "UAPP")
-    db.grant("UADMIN", "admin", None)
+    db.grant("UADMIN", "admin", ALL_SENDER_CODES)
     proxied = db.url.replace(f"{urlsplit(db.url).hostname}:{urlsplit(db.url).port}", f"127.0.0.1:{proxy.port}")
     with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
         request_id = slack.request("UREQ")
