@@ -82,7 +82,8 @@ class TimedWhatCounts(FakeWhatCounts):
         self.arrivals: dict[str, float] = {}
         super().__init__()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | tuple[
+            int, dict[str, str], bytes, float] | None:
         self.arrivals[received.raw_path] = time.perf_counter()
         return super().answer(received)
 
@@ -144,7 +145,7 @@ def audit_rows(n: int) -> Iterator[tuple[Any, ...]]:
     rng = random.Random(1)
     for i in range(n):
         yield (start + timedelta(seconds=i * 30), EVENTS[i % len(EVENTS)], f"U{rng.randrange(10_000):08d}",
-               f"{i // 4:012x}", CODE, '{"n": %d}' % i)
+               f"{i // 4:012x}", CODE, f'{{"n": {i}}}')
 
 
 def grant_rows(n: int) -> Iterator[tuple[Any, ...]]:
@@ -179,6 +180,7 @@ def fill(db: Database, backend: str, audit: int, grants: int) -> float:
         raw = db.engine.raw_connection()
         try:
             conn = raw.driver_connection
+            assert conn is not None  # a live pooled connection always has its psycopg connection
             with conn.cursor() as cursor:
                 with cursor.copy(f"COPY audit_events ({AUDIT_COLUMNS}) FROM STDIN") as copy:
                     for row in audit_rows(audit):
@@ -269,7 +271,8 @@ def drive(port: int, body_file: Path, concurrency: int, requests: int, fresh_con
          *(["--close"] if fresh_connections else [])],
         env={**os.environ, "SLACK_SIGNING_SECRET": SIGNING_SECRET}, cwd=ROOT, capture_output=True, text=True,
         timeout=300, check=True)
-    return json.loads(result.stdout)  # type: ignore[no-any-return]
+    figures: dict[str, Any] = json.loads(result.stdout)
+    return figures
 
 
 def pooled(results: list[dict[str, Any]]) -> dict[str, float]:

@@ -93,7 +93,7 @@ def build(open_modal: bool = False) -> Callable[[dict[str, Any], Callable[..., A
     return application
 
 
-class _Bare(BaseApplication):  # type: ignore[misc]
+class _Bare(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types: its base is Any
     def __init__(self, options: dict[str, Any], open_modal: bool) -> None:
         self.options = options
         self.open_modal = open_modal

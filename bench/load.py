@@ -51,11 +51,12 @@ async def client(host: str, port: int, body: bytes, secret: bytes, remaining: li
         remaining[0] -= 1
         if writer is None:
             reader, writer = await asyncio.open_connection(host, port)
+        assert reader is not None  # opened together with the writer
         request = signed_request(host, port, body, secret, close)
         started = time.perf_counter()
         writer.write(request)
         try:
-            status, keep = await read_response(reader)  # type: ignore[arg-type]
+            status, keep = await read_response(reader)
         except (asyncio.IncompleteReadError, ConnectionError):
             errors.append(0)
             writer.close()
@@ -73,7 +74,9 @@ async def client(host: str, port: int, body: bytes, secret: bytes, remaining: li
 
 async def run(host: str, port: int, body: bytes, secret: bytes, concurrency: int, total: int,
               close: bool = False) -> dict[str, Any]:
-    remaining, latencies, errors = [total], [], []  # type: ignore[var-annotated]
+    remaining: list[int] = [total]
+    latencies: list[float] = []
+    errors: list[int] = []
     started = time.perf_counter()
     await asyncio.gather(*(client(host, port, body, secret, remaining, latencies, errors, close)
                            for _ in range(concurrency)))
@@ -95,7 +98,8 @@ def main() -> None:
     parser.add_argument("--close", action="store_true",
                         help="a new connection per request (the server picks a worker each time), not keep-alive")
     args = parser.parse_args()
-    body = open(args.body_file, "rb").read()
+    with open(args.body_file, "rb") as body_file:
+        body = body_file.read()
     secret = os.environ["SLACK_SIGNING_SECRET"].encode()
     if args.warmup:
         asyncio.run(run(args.host, args.port, body, secret, args.concurrency, args.warmup, args.close))

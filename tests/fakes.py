@@ -9,8 +9,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlsplit
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,7 +32,8 @@ class Received:
 
     def params(self) -> dict[str, Any]:
         if self.headers.get("content-type", "").startswith("application/json"):
-            return json.loads(self.body or b"{}")
+            params: dict[str, Any] = json.loads(self.body or b"{}")
+            return params
         return dict(parse_qsl(self.body.decode()))
 
 
@@ -99,7 +102,7 @@ class _LoopbackServer:
         self.server.shutdown()
         self.server.server_close()
 
-    def wait_until(self, predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
+    def wait_until(self, predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if result := predicate():

@@ -10,7 +10,7 @@ import pytest
 
 from bot.rules import grants, sender_codes
 from bot.slack.admin import MAX_REPLY, admin_text, fit, words
-from bot.store.models import ALL_SENDER_CODES, SenderCode
+from bot.store.models import ALL_SENDER_CODES, Role, SenderCode
 from tests.harness import CODE, Database, SlackDriver, run_cli
 
 ADMIN, ADMIN2, CODE_ADMIN, OUTSIDER, NEW = "UADMIN", "UADMIN2", "UCODEADMIN", "UOUTSIDER", "U0NEWPERSON"
@@ -24,7 +24,7 @@ def say(slack: SlackDriver, user_id: str, text: str) -> str:
     return response.text
 
 
-def state(db: Database) -> tuple[list[tuple[str, ...]], list[sender_codes.SenderCodeRules], int]:
+def state(db: Database) -> tuple[list[tuple[str, Role, str, str]], list[sender_codes.SenderCodeRules], int]:
     """Everything an admin command could change: grants, sender codes, and the audit trail's length."""
     with db.sessions() as session:
         held = [(g.user_id, g.role, g.sender_code, g.granted_by) for g in grants.list_grants(session)]

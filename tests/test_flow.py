@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 
@@ -25,7 +26,7 @@ from tests.harness import (
 REQUESTER, APPROVER, OUTSIDER = "UREQUESTER", "UAPPROVER", "UOUTSIDER"
 
 
-def labels(view: dict) -> list[str]:
+def labels(view: dict[str, Any]) -> list[str]:
     return [block["label"]["text"] for block in view["blocks"] if block["type"] == "input"]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,7 +18,7 @@ REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 OTHER_CODE = "12345"
 
 
-def inputs(view: dict) -> dict[str, dict]:
+def inputs(view: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {b["block_id"]: b for b in view["blocks"] if b["type"] == "input"}
 
 
@@ -117,7 +118,7 @@ def test_type_ahead_answers_within_slacks_deadline_when_whatcounts_is_slow(
         # The slow listing carries on in the background and, once WhatCounts answers, serves later keystrokes.
         fake_whatcounts.release()
 
-        def listed() -> list[dict] | None:
+        def listed() -> list[dict[str, Any]] | None:
             options = json.loads(slack.suggest(REQUESTER, "spr").text)["options"]
             return options if options and "cannot be verified" not in json.dumps(options) else None
 
@@ -146,7 +147,7 @@ def test_a_channel_the_bot_cannot_post_in_leaves_nothing_behind(
 def test_a_sender_code_nobody_registered_is_refused_with_how_an_admin_registers_it(
         db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.sender_code(CODE)
-    db.grant(REQUESTER, "requester", None)  # every sender code, registered or not
+    db.grant(REQUESTER, "requester", ALL_SENDER_CODES)  # every sender code, registered or not
     view = slack.open_form(REQUESTER)
     response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code="555-999-9999",
                             campaign_name="Spring", group_name="*")

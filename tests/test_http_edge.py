@@ -199,7 +199,8 @@ def test_a_body_of_unknown_or_lying_length_is_refused_unread(app: WSGIApp) -> No
     assert call_wsgi(app, b"command=/sms-send", CONTENT_LENGTH="12abc") == "400 Bad Request"
     assert call_wsgi(app, b"command=/sms-send", CONTENT_LENGTH="-5") == "400 Bad Request"
     chunked = b"payload=" + b"x" * MAX_BODY_BYTES  # no Content-Length: read only up to the bound, then 413
-    assert call_wsgi(app, chunked, CONTENT_LENGTH="", HTTP_TRANSFER_ENCODING="chunked") == "413 Request Entity Too Large"
+    assert call_wsgi(app, chunked, CONTENT_LENGTH="",
+                     HTTP_TRANSFER_ENCODING="chunked") == "413 Request Entity Too Large"
 
 
 def call_wsgi(app: WSGIApp, body: bytes, **environ: str) -> str:

@@ -99,9 +99,8 @@ def test_an_unchanged_code_is_not_audited_again(db: Database) -> None:
 def test_clear_nullable_fields(db: Database) -> None:
     with db.sessions.begin() as session:
         set_sender_code(session, CODE, "U1", daily_cap=5, quiet_hours="21:00-08:00", timezone="Europe/Berlin")
-    with db.sessions.begin() as session:
-        with pytest.raises(SenderCodeError, match="quiet hours need a time zone"):
-            set_sender_code(session, CODE, "U1", clear=["timezone"])
+    with db.sessions.begin() as session, pytest.raises(SenderCodeError, match="quiet hours need a time zone"):
+        set_sender_code(session, CODE, "U1", clear=["timezone"])
     with db.sessions.begin() as session:
         set_sender_code(session, CODE, "U1", clear=["daily_cap", "quiet_hours"])
     assert rules_of(db) == SenderCodeRules(code=CODE, timezone="Europe/Berlin")
@@ -110,10 +109,9 @@ def test_clear_nullable_fields(db: Database) -> None:
 def test_every_problem_is_reported_and_nothing_changes(db: Database) -> None:
     with db.sessions.begin() as session:
         set_sender_code(session, CODE, "U1", label="Before")
-    with db.sessions.begin() as session:
-        with pytest.raises(SenderCodeError) as caught:
-            set_sender_code(session, CODE, "U1", label="After", approvals=0, daily_cap=0, quiet_hours="21:00-08:00",
-                            channels=["general"], groups=["VIP", " "])
+    with db.sessions.begin() as session, pytest.raises(SenderCodeError) as caught:
+        set_sender_code(session, CODE, "U1", label="After", approvals=0, daily_cap=0, quiet_hours="21:00-08:00",
+                        channels=["general"], groups=["VIP", " "])
     problems = caught.value.problems
     assert len(problems) == 5, problems
     assert any(p.startswith("approvals: must be a whole number, at least 1 (got 0)") for p in problems)
@@ -199,8 +197,10 @@ def test_sends_today_counts_sends_started_in_the_local_day(db: Database) -> None
 def test_day_bounds_follow_daylight_saving_time() -> None:
     ny = "America/New_York"
     assert sender_codes.day_bounds(datetime(2026, 3, 8, 12), ny) == (datetime(2026, 3, 8, 5), datetime(2026, 3, 9, 4))
-    assert sender_codes.day_bounds(datetime(2026, 11, 1, 12), ny) == (datetime(2026, 11, 1, 4), datetime(2026, 11, 2, 5))
-    assert sender_codes.day_bounds(datetime(2026, 1, 15, 23, 59), None) == (datetime(2026, 1, 15), datetime(2026, 1, 16))
+    assert sender_codes.day_bounds(datetime(2026, 11, 1, 12), ny) == (datetime(2026, 11, 1, 4),
+                                                                      datetime(2026, 11, 2, 5))
+    assert sender_codes.day_bounds(datetime(2026, 1, 15, 23, 59), None) == (datetime(2026, 1, 15),
+                                                                            datetime(2026, 1, 16))
 
 
 # --- policy as code ----------------------------------------------------------------------

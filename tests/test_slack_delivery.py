@@ -295,7 +295,8 @@ def test_migration_keeps_existing_requests_and_lets_their_outcomes_and_cards_cat
                "approvals_required, allow_self_approval, created_at, expires_at, version, card_version, "
                "outcome_posted, message_verified, sender_label, dry_run")
     with engine.begin() as connection:
-        for request_id, state, card_version, posted in (("old-sent", "sent", 3, False), ("old-open", "pending", 1, True)):
+        for request_id, state, card_version, posted in (("old-sent", "sent", 3, False),
+                                                         ("old-open", "pending", 1, True)):
             connection.execute(text(f"INSERT INTO send_requests ({columns}) VALUES (:id, :state, 'U1', 'T1', 'C1', "
                                     "'1.1', 'Spring Sale', :code, 'Old', 1, false, :at, :at, 3, :cv, :posted, "
                                     "false, '', false)"),

@@ -99,5 +99,6 @@ def test_a_requests_quiet_hours_are_kept_as_the_text_they_always_were(db: Databa
     add_request(db, "r1", State.PENDING, quiet_hours=NEW_YORK)
     add_request(db, "r2", State.PENDING)
     with db.engine.connect() as connection:
-        stored = {row.id: row.quiet_hours for row in connection.execute(text("SELECT id, quiet_hours FROM send_requests"))}
+        rows = connection.execute(text("SELECT id, quiet_hours FROM send_requests"))
+        stored = {row.id: row.quiet_hours for row in rows}
     assert stored == {"r1": "21:00-08:00 America/New_York", "r2": None}

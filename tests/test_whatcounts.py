@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 import httpx
@@ -24,7 +24,8 @@ BASE = "https://wc.example.test"
 names = st.text(min_size=1, max_size=60)
 
 
-def client_for(handler, attempts: list[httpx.Request] | None = None) -> WhatCountsClient:
+def client_for(handler: Callable[[httpx.Request], httpx.Response],
+               attempts: list[httpx.Request] | None = None) -> WhatCountsClient:
     def record(request: httpx.Request) -> httpx.Response:
         if attempts is not None:
             attempts.append(request)
@@ -125,7 +126,8 @@ def test_a_refused_connection_then_success_sends_once() -> None:
 
 @pytest.mark.parametrize("error", [httpx.ReadTimeout, httpx.WriteTimeout, httpx.RemoteProtocolError,
                                    httpx.ReadError])
-def test_anything_after_the_request_was_written_is_unknown_and_never_retried(error: type[Exception]) -> None:
+def test_anything_after_the_request_was_written_is_unknown_and_never_retried(
+        error: type[httpx.TransportError]) -> None:
     attempts: list[httpx.Request] = []
 
     def fail(request: httpx.Request) -> httpx.Response:

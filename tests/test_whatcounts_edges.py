@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.requests.fields import ALL_CONTACTS
 from bot.requests.lifecycle import Lifecycle
+from bot.rules.sender_codes import ALL_CONTACTS
 from bot.store.engine import database_now
 from tests.fakes import (
     SPRING_SALE,

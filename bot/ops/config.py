@@ -10,6 +10,7 @@ import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from dotenv import find_dotenv, load_dotenv
@@ -135,7 +136,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
             problems.append(f"{name} must start with {prefix!r} (from {origin}).")
         return value
 
-    values: dict[str, object] = {
+    values: dict[str, Any] = {
         "database_url": _database_url(env.get("DATABASE_URL", "").strip() or DEFAULT_DATABASE_URL, problems),
         "request_ttl_minutes": _number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
         "sweep_interval_seconds": _number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
@@ -147,11 +148,14 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         log_format = "text"
     values["log_format"] = log_format
     if slack:
-        values["slack_bot_token"] = required("SLACK_BOT_TOKEN", f"{SLACK_APP}, OAuth & Permissions: Bot User OAuth Token", "xoxb-")
-        values["slack_signing_secret"] = required("SLACK_SIGNING_SECRET", f"{SLACK_APP}, Basic Information: Signing Secret")
+        values["slack_bot_token"] = required("SLACK_BOT_TOKEN",
+                                             f"{SLACK_APP}, OAuth & Permissions: Bot User OAuth Token", "xoxb-")
+        values["slack_signing_secret"] = required("SLACK_SIGNING_SECRET",
+                                                  f"{SLACK_APP}, Basic Information: Signing Secret")
         app_token = env.get("SLACK_APP_TOKEN", "").strip()
         if app_token and not app_token.startswith("xapp-"):
-            problems.append(f"SLACK_APP_TOKEN must start with 'xapp-' (from {SLACK_APP}, Basic Information: App-Level Tokens).")
+            problems.append(f"SLACK_APP_TOKEN must start with 'xapp-' "
+                            f"(from {SLACK_APP}, Basic Information: App-Level Tokens).")
         values["slack_app_token"] = app_token
         api_url = env.get("SLACK_API_URL", "").strip() or DEFAULT_SLACK_API_URL
         if not _http_url(api_url):
@@ -171,4 +175,4 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         values["whatcounts_dry_run"] = FLAG_VALUES.get(dry_run, False)
     if problems:
         raise ConfigError(problems)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**values)

@@ -106,7 +106,7 @@ def exposition() -> bytes:
     if not os.environ.get(MULTIPROC_ENV):
         return generate_latest(REGISTRY)
     registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]  # prometheus_client: unannotated
     return generate_latest(registry)
 
 
@@ -125,8 +125,12 @@ def prepare_multiprocess() -> Path:
     path = Path(tempfile.mkdtemp(prefix="sms-bot-metrics-"))
     os.environ[MULTIPROC_ENV] = str(path)
     master = os.getpid()
-    # Workers are forks that inherit this hook: only the master removes the directory.
-    atexit.register(lambda: os.getpid() == master and shutil.rmtree(path, ignore_errors=True))
+
+    def remove_in_master() -> None:  # workers are forks that inherit this hook: only the master removes the directory
+        if os.getpid() == master:
+            shutil.rmtree(path, ignore_errors=True)
+
+    atexit.register(remove_in_master)
     return path
 
 
@@ -134,4 +138,4 @@ def mark_worker_dead(pid: int) -> None:
     """Gunicorn `child_exit` hook: a dead worker's live gauges stop counting (counters are kept)."""
     from prometheus_client import multiprocess
 
-    multiprocess.mark_process_dead(pid)
+    multiprocess.mark_process_dead(pid)  # type: ignore[no-untyped-call]  # prometheus_client: unannotated

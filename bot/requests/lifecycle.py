@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
@@ -28,7 +28,7 @@ from bot.requests.reading import RequestView, read_view
 from bot.rules import grants, sending
 from bot.rules.sender_codes import get_rules
 from bot.store import audit
-from bot.store.engine import database_now, database_utcnow
+from bot.store.engine import database_now, database_utcnow, rows_matched
 from bot.store.models import Approval, Role, SendRequest, State
 from bot.whatcounts.catalog import MessageCatalog, Unverifiable
 from bot.whatcounts.client import (
@@ -153,11 +153,9 @@ class Lifecycle:
             if rules is None:
                 return Unregistered(code)
             errors: dict[str, str] = {}
-            if problem := sending.channel_problem(rules, channel_id):
-                errors["sender_code"] = problem
-            elif problem := sending.cap_problem(session, rules, now, self.dry_run):
-                errors["sender_code"] = problem
-            elif (problem := sending.quiet_problem(rules, now)) and not quiet_override:
+            if ((problem := sending.channel_problem(rules, channel_id))
+                    or (problem := sending.cap_problem(session, rules, now, self.dry_run))
+                    or ((problem := sending.quiet_problem(rules, now)) and not quiet_override)):
                 errors["sender_code"] = problem
             if problem := sending.group_problem(rules, fields.group_name):
                 errors["group_name"] = problem
@@ -243,9 +241,9 @@ class Lifecycle:
                 session.add(Approval(request_id=request_id, approver_id=approver_id,
                                      approved_at=self.clock(session)))
                 session.flush()
-                bumped = session.execute(update(SendRequest).where(
+                bumped = rows_matched(session, update(SendRequest).where(
                     SendRequest.id == request_id, SendRequest.state == State.PENDING,
-                ).values(version=SendRequest.version + 1)).rowcount
+                ).values(version=SendRequest.version + 1))
                 if bumped != 1:
                     session.rollback()
                     return Closed(self._require_view(request_id))
@@ -381,9 +379,9 @@ class Lifecycle:
     def _hold(self, session: Session, request_id: str, seconds: float) -> bool:
         """Move a SENDING request's deadline to `seconds` (+ grace) from now, unless it has already passed."""
         now = self.clock(session)
-        return session.execute(update(SendRequest).where(
+        return rows_matched(session, update(SendRequest).where(
             SendRequest.id == request_id, SendRequest.state == State.SENDING, SendRequest.sending_deadline > now,
-        ).values(sending_deadline=now + timedelta(seconds=seconds) + SENDING_GRACE)).rowcount == 1  # type: ignore[attr-defined]
+        ).values(sending_deadline=now + timedelta(seconds=seconds) + SENDING_GRACE)) == 1
 
     def _send_time_check(self, session: Session, request: SendRequest) -> str | None:
         """Grants are checked again just before the POST: a revoked grant stops the send."""
@@ -519,10 +517,10 @@ class Lifecycle:
 
     @staticmethod
     def _transition(session: Session, request_id: str, from_states: Iterable[State], to_state: State,
-                    *where: object, **values: object) -> bool:
+                    *where: ColumnElement[bool], **values: object) -> bool:
         stmt = update(SendRequest).where(SendRequest.id == request_id, SendRequest.state.in_(tuple(from_states)),
                                          *where).values(state=to_state, version=SendRequest.version + 1, **values)
-        return session.execute(stmt).rowcount == 1  # type: ignore[attr-defined]
+        return rows_matched(session, stmt) == 1
 
     def _require_view(self, request_id: str) -> RequestView:
         with self.sessions() as session:

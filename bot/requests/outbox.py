@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.lifecycle import TERMINAL_WITH_OUTCOME
 from bot.requests.reading import RequestView, read_view
-from bot.store.engine import database_now
+from bot.store.engine import database_now, rows_matched
 from bot.store.models import SendRequest
 
 log = logging.getLogger(__name__)
@@ -39,7 +39,8 @@ CARD_BACKOFF_MAX = timedelta(minutes=10)
 
 def card_backoff(attempts: int) -> timedelta:
     """How long to wait after the `attempts`-th failed update of one card (5 s, 10 s, 20 s … 10 min)."""
-    return min(CARD_BACKOFF_FIRST * 2 ** max(attempts - 1, 0), CARD_BACKOFF_MAX)
+    factor: int = 2 ** max(attempts - 1, 0)
+    return min(CARD_BACKOFF_FIRST * factor, CARD_BACKOFF_MAX)
 
 
 @dataclass
@@ -97,11 +98,11 @@ class Outbox:
         """True for the one caller that should post this outcome (the state seen at `version`) now."""
         with self.sessions.begin() as session:
             now = self.clock(session)
-            return session.execute(update(SendRequest).where(  # type: ignore[attr-defined, no-any-return]
+            return rows_matched(session, update(SendRequest).where(
                 SendRequest.id == request_id, SendRequest.version == version,
                 SendRequest.outcome_posted.is_(False), SendRequest.state.in_(TERMINAL_WITH_OUTCOME),
                 or_(SendRequest.outcome_claimed_until.is_(None), SendRequest.outcome_claimed_until <= now),
-            ).values(outcome_claimed_until=now + OUTCOME_LEASE)).rowcount == 1
+            ).values(outcome_claimed_until=now + OUTCOME_LEASE)) == 1
 
     def outcome_post_done(self, request_id: str, version: int) -> None:
         """Slack took the post. If the outcome changed meanwhile, the new one is left to post."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from typing import Any, assert_never
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
@@ -342,7 +342,8 @@ def outcome_text(view: RequestView) -> str:
             return text + (f"\n{_reason(r)}" if r.reason else "") + \
                 "\nQuote the id to WhatCounts support for any question about this send."
         case State.FAILED if r.http_status:
-            return (f"WhatCounts refused the send (HTTP {r.http_status}): “{fit(escape(r.error_text or ''), MAX_ERROR)}”.\n"
+            return (f"WhatCounts refused the send (HTTP {r.http_status}): "
+                    f"“{fit(escape(r.error_text or ''), MAX_ERROR)}”.\n"
                     f"{REJECTION_ADVICE[rejection_cause(r.http_status, r.error_text or '')]}")
         case State.FAILED | State.UNKNOWN:
             text = _reason(r)
@@ -357,7 +358,8 @@ def outcome_text(view: RequestView) -> str:
             return f"Cancelled{who}{when}."
         case State.EXPIRED:
             return f"Expired{when}: nobody approved it in time. Run /sms-send again if it is still wanted."
-    return ""
+        case _:
+            assert_never(r.state)
 
 
 def card(view: RequestView) -> list[dict[str, Any]]:

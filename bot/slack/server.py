@@ -112,7 +112,7 @@ def wsgi_app(runtime: Runtime) -> WSGIApp:
     return application
 
 
-class _GunicornLogger(glogging.Logger):  # type: ignore[misc]
+class _GunicornLogger(glogging.Logger):  # type: ignore[misc]  # gunicorn ships no types: its base is Any
     """Gunicorn's own messages go through our root handler: same format (LOG_FORMAT), same redaction."""
 
     def setup(self, cfg: Any) -> None:
@@ -125,7 +125,7 @@ def _child_exit(_arbiter: Any, worker: Any) -> None:
     metrics.mark_worker_dead(worker.pid)
 
 
-class _Gunicorn(BaseApplication):  # type: ignore[misc]
+class _Gunicorn(BaseApplication):  # type: ignore[misc]  # gunicorn ships no types: its base is Any
     """Gunicorn with our options; each worker builds its own runtime after the fork."""
 
     def __init__(self, settings: Settings, options: dict[str, Any]) -> None:
@@ -150,7 +150,8 @@ def gunicorn_options(settings: Settings, host: str, port: int, workers: int, thr
     return {
         "bind": f"{host}:{port}", "workers": workers, "worker_class": "gthread", "threads": threads,
         "graceful_timeout": grace, "timeout": 60, "accesslog": None, "errorlog": "-", "loglevel": "info",
-        "proc_name": "sms-bot", "control_socket_disable": True, "logger_class": _GunicornLogger, "child_exit": _child_exit,
+        "proc_name": "sms-bot", "control_socket_disable": True, "logger_class": _GunicornLogger,
+        "child_exit": _child_exit,
     }
 
 
@@ -172,13 +173,14 @@ def serve_socket_mode(settings: Settings) -> None:
     stop = threading.Event()
     previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)}
     try:
-        handler.connect()
+        handler.connect()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
         log.info("Socket Mode connected; waiting for events")
         while not stop.wait(1):
             pass
         log.info("stopping: no new events; finishing the events and sends in flight")
     finally:
-        handler.close()  # disconnects, then waits for the events being dispatched
+        # disconnects, then waits for the events being dispatched
+        handler.close()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
         runtime.app.listener_runner.listener_executor.shutdown(wait=True)  # listeners still running after ack
         runtime.shutdown()  # sends in flight finish and are recorded
         for sig, action in previous.items():

@@ -130,7 +130,8 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             result = publishing.result(timeout=max(0.0, SUBMIT_BUDGET - (time.monotonic() - started)))
         except FutureTimeout:
             ack(response_action="update", view=blocks.posting_modal(channel_id))
-            publishing.add_done_callback(lambda done: submission.tell(done, user_id, channel_id, str(view.get("id", ""))))
+            publishing.add_done_callback(
+                lambda done: submission.tell(done, user_id, channel_id, str(view.get("id", ""))))
             return
         except Exception:  # publish catches Slack's failures; anything else is a defect
             log.exception("submission failed")

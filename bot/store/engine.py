@@ -8,10 +8,10 @@ import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import psycopg
-from sqlalchemy import DateTime, Engine, create_engine, event, select
+from sqlalchemy import CursorResult, DateTime, Engine, Update, create_engine, event, select
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.compiler import compiles
@@ -49,9 +49,17 @@ def _postgresql_utcnow(_element: database_utcnow, _compiler: SQLCompiler, **_kw:
 
 def database_now(session: Session) -> datetime:
     """The database's time now (naive UTC), for stamping and for deadlines computed in Python."""
-    now = session.scalar(select(database_utcnow()))
+    now: datetime | None = session.scalar(select(database_utcnow()))
     assert now is not None
     return now
+
+
+def rows_matched(session: Session, statement: Update) -> int:
+    """How many rows an UPDATE matched (its guard held for), for the conditional UPDATEs that claim a request.
+
+    Session.execute is typed to return a Result, but a DML statement without RETURNING returns a CursorResult.
+    """
+    return cast(CursorResult[Any], session.execute(statement)).rowcount
 
 
 def normalize_url(url: str) -> str:
@@ -154,7 +162,7 @@ def _postgresql_engine(url: str, bounded: bool) -> Engine:
         finally:
             dbapi_connection.answer_within = _BoundedConnection.answer_within
 
-    engine.dialect.do_ping = _ping  # type: ignore[method-assign]
+    engine.dialect.do_ping = _ping  # type: ignore[method-assign]  # no ping-timeout hook in SQLAlchemy
 
     @event.listens_for(engine, "connect")
     def _connected(_dbapi_connection: Any, _record: Any) -> None:
@@ -220,7 +228,7 @@ class Sessions(sessionmaker[Session]):
         return super().__call__(**local_kw)
 
     @contextmanager
-    def begin(self) -> Iterator[Session]:  # type: ignore[override]
+    def begin(self) -> Iterator[Session]:
         with self(bind=self.writer) as session, session.begin():
             yield session
 

@@ -131,7 +131,7 @@ class MessageCatalog:
         found.sort(key=lambda m: (not m.name.casefold().startswith(needle), m.name.casefold(), m.name))
         return MessageSearch(found[:limit], listed=True)
 
-    def get(self, name: str, wait: float = 1.0) -> SmsMessage | None | Unverifiable:
+    def get(self, name: str, wait: float = 1.0) -> SmsMessage | Unverifiable | None:
         """The message named exactly `name` (WhatCounts names are case-sensitive), within `wait` seconds."""
         deadline = time.monotonic() + wait
         fresh = self._refresh(self._ttl, wait)

@@ -8,6 +8,7 @@ reported as `Unknown` and never retried: a send costs money and cannot be recall
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import re
 import socket
@@ -142,10 +143,9 @@ class _Watchdog:
 def _shut(sock: socket.socket | None) -> None:
     if sock is None:
         return
-    try:  # the plain socket's shutdown, also under TLS: it wakes a blocked read on every platform
+    # the plain socket's shutdown, also under TLS: it wakes a blocked read on every platform
+    with contextlib.suppress(OSError):
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass
 
 
 # Upper bounds on what is read of an answer: a send's answer is a small JSON object.

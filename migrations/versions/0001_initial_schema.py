@@ -1,7 +1,7 @@
 """initial schema: grants, sender codes, send requests, approvals, audit
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24 14:22:39.405322
 """
 
