@@ -17,7 +17,7 @@ from alembic import command
 from sqlalchemy import text, update
 
 from bot.requests.outbox import MAX_CARD_ATTEMPTS, Outbox, card_backoff
-from bot.slack.views import CARD_POST_TIMEOUT
+from bot.slack.client import CARD_POST_TIMEOUT
 from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import SendRequest, State

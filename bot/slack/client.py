@@ -7,17 +7,44 @@ from dataclasses import dataclass
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 
 from bot.ops.checks import Check
 from bot.ops.config import Settings
 
 TIMEOUT = 10  # seconds, per Web API call
+CARD_POST_TIMEOUT = 10  # seconds for each call posting a card at submission, off the ack path
+MAX_RATE_LIMIT_WAIT = 10  # seconds a 429's Retry-After may ask for before a submission gives up
 
 
 def web_client(settings: Settings) -> WebClient:
     """The bot's client: its token, Slack's address (a fake one in tests), a timeout, and retries when rate limited."""
     return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=TIMEOUT,
                      retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
+
+
+def card_client(client: WebClient) -> WebClient:
+    """`client` with a bound on each call and on rate-limit waits, for posting cards at submission."""
+    return WebClient(token=client.token, base_url=client.base_url, timeout=CARD_POST_TIMEOUT,
+                     retry_handlers=[BoundedRateLimitRetry(max_wait=MAX_RATE_LIMIT_WAIT)])
+
+
+class BoundedRateLimitRetry(RateLimitErrorRetryHandler):
+    """Waits out a 429 once, unless Slack asks for longer than `max_wait` seconds."""
+
+    def __init__(self, max_wait: float) -> None:
+        super().__init__(max_retry_count=1)
+        self.max_wait = max_wait
+
+    def _can_retry(self, *, state: RetryState, request: HttpRequest, response: HttpResponse | None = None,
+                   error: Exception | None = None) -> bool:
+        if not super()._can_retry(state=state, request=request, response=response, error=error):
+            return False
+        assert response is not None
+        wait = next((v[0] for k, v in response.headers.items() if k.lower() == "retry-after" and v), "1")
+        return wait.isdigit() and int(wait) <= self.max_wait
 
 
 @dataclass(frozen=True)
