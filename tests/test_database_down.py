@@ -23,10 +23,14 @@ from tests.harness import CODE, Database, bot_with
 SLACK_DEADLINE = 3.0  # seconds: Slack's hard contract for every acknowledgement
 
 
+# A network black hole needs a database behind a network: PostgreSQL. SQLite's way of being
+# unavailable is a file another program keeps locked (the last test).
+ON_POSTGRESQL = pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
 @pytest.fixture
 def proxy(db: Database) -> Iterator[DatabaseProxy]:
-    if not db.url.startswith("postgresql"):
-        pytest.skip("a network black hole needs a database behind a network (the SQLite case is a locked file)")
     parts = urlsplit(db.url)
     server = DatabaseProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     yield server
@@ -39,6 +43,7 @@ def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     return response, time.monotonic() - started
 
 
+@ON_POSTGRESQL
 def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_recovers(
         db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends("UREQ", "UAPP")
@@ -88,6 +93,7 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
     assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # nothing was stored while it was down
 
 
+@ON_POSTGRESQL
 def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_back(
         db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends("UREQ", "UAPP")
@@ -114,10 +120,9 @@ def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_
     assert db.request(request_id).state == "sent"
 
 
+@ON_SQLITE
 def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_bot_carries_on_after(
         db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
-    if not db.url.startswith("sqlite"):
-        pytest.skip("a file lock is SQLite's way of being unavailable (PostgreSQL is black-holed above)")
     db.allow_sends("UREQ", "UAPP")
     with bot_with(env, tmp_path, fake_slack) as (_bot, slack):
         request_id = slack.request("UREQ")
