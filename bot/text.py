@@ -7,6 +7,7 @@ channel, words to type exactly, a title. Slack turns them into mentions, channel
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -109,3 +110,21 @@ def plain(message: Reply | Block) -> str:
         case Listing(lines=lines):
             return "\n".join(lines)
     raise AssertionError(message)
+
+
+# Characters that show nothing or change how the rest is shown, so a reader could not see what
+# was typed: format characters (zero-width spaces and joiners, the bidirectional overrides and
+# isolates U+202A-U+202E and U+2066-U+2069, marks such as U+200E), line and paragraph
+# separators, lone surrogates and the C0 and C1 controls.
+_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def hidden_character(value: str) -> str | None:
+    """The first character that is invisible or changes the direction of the text; None if there is none."""
+    return next((ch for ch in value if unicodedata.category(ch) in _HIDDEN_CATEGORIES), None)
+
+
+def describe_character(ch: str) -> str:
+    """`U+202E RIGHT-TO-LEFT OVERRIDE`: a character named so that a person can find it."""
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X} {name}".strip()

@@ -195,6 +195,12 @@ BAD_INPUT = [  # what the admin types, and every sentence of the reply that says
     (f"grant {NEW} requester 12", ["'12' is not a sender code", NOTHING]),
     ("grant", [f"the following arguments are required: USER, role. {NOTHING}"]),
     ("launch", ["'launch' is not an admin command. These are:", "/sms-send admin sender-code set"]),
+    (f"sender-code set {CODE} --label \"Marketing\u202eSU\"",  # what approvers would read as "Marketing US"
+     [f"sender code {CODE} was not changed:",
+      "label: contains an invisible or direction-changing character (U+202E RIGHT-TO-LEFT OVERRIDE)"]),
+    (f"sender-code set {CODE} --groups VIP,Lea\u200bds",
+     ["groups: group name 'Lea\\u200bds' contains an invisible or direction-changing character "
+      "(U+200B ZERO WIDTH SPACE)"]),
 ]
 
 

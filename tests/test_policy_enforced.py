@@ -103,6 +103,18 @@ def test_an_admin_overrides_quiet_hours_with_a_reason(db: Database, slack: Slack
     assert len(fake_whatcounts.posts()) == 1
 
 
+def test_an_override_reason_with_an_invisible_character_is_refused_on_its_field(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER, **quiet_now())
+    db.grant(ADMIN, "requester")
+    db.grant(ADMIN, "admin")
+    errors = form_errors(submit(slack, ADMIN, campaign_name="Storm", quiet_override="Legal ok\u202e"))
+    assert errors == {"quiet_override": "Quiet-hours override reason contains an invisible or direction-changing "
+                                        "character (U+202E RIGHT-TO-LEFT OVERRIDE); remove it, so that approvers "
+                                        "see exactly what is sent."}
+    assert fake_slack.calls("chat.postMessage") == [] and db.requests() == []
+
+
 def test_quiet_hours_refuse_again_at_send_time(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                                                fake_whatcounts: FakeWhatCounts) -> None:
     db.allow_sends(REQUESTER, APPROVER, **quiet_later())

@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
 
 from bot.rules.sender_codes import ALL_CONTACTS, normalize_sender_code
+from bot.text import describe_character, hidden_character
 
 MAX_NAME = 255
 MAX_DESCRIPTION = 500
 MAX_GROUP = 255
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# Characters that show nothing or change how the rest is shown, so approvers could not see
-# what would be sent: format characters (zero-width spaces and joiners, the bidirectional
-# overrides and isolates U+202A-U+202E and U+2066-U+2069, marks such as U+200E), line and
-# paragraph separators, lone surrogates and the C1 controls.
-_HIDDEN_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
 
 
 @dataclass(frozen=True)
@@ -29,16 +25,6 @@ class RequestFields:
     campaign_name: str
     description: str | None = None
     group_name: str | None = None
-
-
-def hidden_character(value: str) -> str | None:
-    """The first character that is invisible or changes the direction of the text; None if there is none."""
-    return next((ch for ch in value if unicodedata.category(ch) in _HIDDEN_CATEGORIES), None)
-
-
-def _describe(ch: str) -> str:
-    name = unicodedata.name(ch, "")
-    return f"U+{ord(ch):04X} {name}".strip()
 
 
 def _text(value: str | None, label: str, limit: int, errors: dict[str, str], key: str,
@@ -54,7 +40,7 @@ def _text(value: str | None, label: str, limit: int, errors: dict[str, str], key
         errors[key] = f"{label.capitalize()} contains a line break or control character; remove it."
     elif (hidden := hidden_character(value)) is not None:
         errors[key] = (f"{label.capitalize()} contains an invisible or direction-changing character "
-                       f"({_describe(hidden)}); remove it, so that approvers see exactly what is sent.")
+                       f"({describe_character(hidden)}); remove it, so that approvers see exactly what is sent.")
     return value
 
 
@@ -81,3 +67,11 @@ def parse_fields(message_name: str | None, sender_code: str | None, campaign_nam
     if errors or message is None or campaign is None or code is None:
         return None, errors
     return RequestFields(message, code, campaign, desc, group), {}
+
+
+def parse_override(reason: str | None) -> tuple[str | None, dict[str, str]]:
+    """An admin's reason to send inside quiet hours (optional), checked as the fields are: it is
+    shown to approvers and kept in the audit trail."""
+    errors: dict[str, str] = {}
+    value = _text(reason, "quiet-hours override reason", MAX_DESCRIPTION, errors, "quiet_override", required=False)
+    return (None if errors else value), errors

@@ -21,6 +21,7 @@ from bot.problems import Problems
 from bot.quiet_hours import QuietHours, parse_window, zone
 from bot.store import audit
 from bot.store.models import AuditEvent, SenderCode, SendRequest, State
+from bot.text import describe_character, hidden_character
 
 MAX_LABEL = 100
 MAX_GROUP_NAME = 150  # a group is chosen from a Slack menu, whose option values hold 150 characters
@@ -127,6 +128,9 @@ def _group_problem(name: str) -> str | None:
         return f"group name {name[:40]!r}... is {len(name)} characters; the limit is {MAX_GROUP_NAME}"
     if _CONTROL.search(name):
         return f"group name {name!r} contains a line break or control character"
+    if (hidden := hidden_character(name)) is not None:
+        return (f"group name {name!r} contains an invisible or direction-changing character "
+                f"({describe_character(hidden)})")
     return None
 
 
@@ -153,6 +157,8 @@ def parse_rules(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeRules |
         errors["label"] = f"is {len(label.strip())} characters; the limit is {MAX_LABEL}"
     elif _CONTROL.search(label):
         errors["label"] = "contains a line break or control character"
+    elif (hidden := hidden_character(label)) is not None:
+        errors["label"] = f"contains an invisible or direction-changing character ({describe_character(hidden)})"
 
     groups, problem = _names(v["groups"], "group", _group_problem)
     if problem:

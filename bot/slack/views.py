@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.ops.work import BackgroundWork
 from bot.requests.choices import RequestForm
-from bot.requests.fields import parse_fields
+from bot.requests.fields import parse_fields, parse_override
 from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
 from bot.slack import blocks
 from bot.slack.client import card_client
@@ -87,9 +87,9 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
 
         fields, errors = parse_fields(*(submitted_value(values, key) for key in (
             "message_name", "sender_code", "campaign_name", "description", "group_name")))
-        override = (submitted_value(values, "quiet_override") or "").strip() or None
-        if fields is None:
-            refuse(errors)
+        override, override_errors = parse_override(submitted_value(values, "quiet_override"))
+        if fields is None or override_errors:
+            refuse({**errors, **override_errors})
             return
         channel_id, team_id = _metadata(view)
         user_id = body["user"]["id"]
