@@ -466,6 +466,12 @@ class SlackDriver:
     def choose_sender_code(self, user_id: str, view: dict[str, Any], code: str) -> dict[str, Any]:
         """Pick a sender code in the open form, as Slack reports it; returns the form the bot redraws."""
         before = len(self.slack.calls("views.update"))
+        self.pick_sender_code(user_id, view, code)
+        self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
+        return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
+
+    def pick_sender_code(self, user_id: str, view: dict[str, Any], code: str) -> None:
+        """The `block_actions` Slack sends when a sender code is picked in the open form; joined, not awaited."""
         payload = {
             "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
@@ -481,8 +487,6 @@ class SlackDriver:
         response = self.post(urlencode({"payload": json.dumps(payload)}))
         assert response.status_code == 200, response.text
         self._join()
-        self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
-        return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
 
     def suggest(self, user_id: str, query: str) -> httpx.Response:
         """The message type-ahead's options request (`block_suggestion`), as Slack sends it."""

@@ -70,6 +70,9 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
             assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
             assert DATABASE_DOWN in submitted.json()["errors"].values()
 
+            slack.pick_sender_code("UREQ", form, CODE)  # acknowledged at once; said beside the form
+            assert slack.ephemerals("UREQ").count(DATABASE_DOWN) == attempt + 1
+
             helped, seconds = timed(lambda: slack.command("UREQ", "help"))
             assert helped.status_code == 200 and seconds < SLACK_DEADLINE and "/sms-send" in helped.text
 

@@ -18,6 +18,7 @@ from bot.requests.fields import parse_fields, parse_override
 from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
 from bot.slack import blocks
 from bot.slack.client import card_client
+from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
 from bot.slack.submission import NotPosted, Submission
 from bot.whatcounts.catalog import MessageCatalog
 
@@ -57,13 +58,21 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
     def sender_code_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Redraw the form with the chosen sender code's groups and rules."""
         ack()
-        view = body["view"]
+        view, user_id = body["view"], body["user"]["id"]
         channel_id, team_id = _metadata(view)
-        choices = form.choices(body["user"]["id"], channel_id)
-        if isinstance(choices, Refused):
-            return  # the grant was revoked while the form was open; submitting will say so
-        chosen = choices.get((action.get("selected_option") or {}).get("value"))
-        status = form.code_status(chosen) if chosen else None
+        try:
+            choices = form.choices(user_id, channel_id)
+            if isinstance(choices, Refused):
+                return  # the grant was revoked while the form was open; submitting will say so
+            chosen = choices.get((action.get("selected_option") or {}).get("value"))
+            status = form.code_status(chosen) if chosen else None
+        except DATABASE_ERRORS as exc:  # acknowledged already: say it beside the form
+            log.warning("form not redrawn: the database could not be reached (%s)", type(exc).__name__)
+            try:
+                client.chat_postEphemeral(channel=channel_id, user=user_id, text=DATABASE_DOWN)
+            except SlackApiError as error:
+                log.warning("database-down notice not posted: %s", error.response.get("error"))
+            return
         modal = blocks.request_modal(channel_id, team_id, choices, status, form.dry_run)
         try:
             client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
