@@ -81,3 +81,16 @@ def parse_fields(message_name: str | None, sender_code: str | None, campaign_nam
     if errors or message is None or campaign is None or code is None:
         return None, errors
     return RequestFields(message, code, campaign, desc, group), {}
+
+
+MAX_NOTE = MAX_DESCRIPTION
+
+
+def parse_note(value: str | None, label: str, *, required: bool) -> tuple[str | None, str | None]:
+    """A decision's words (a reject's reason, an approval's note), checked like the form's fields.
+
+    Returns the text (None if left empty and optional) and None, or None and the sentence to show.
+    """
+    errors: dict[str, str] = {}
+    text = _text(value, label, MAX_NOTE, errors, "note", required)
+    return (None, errors["note"]) if errors else (text, None)
