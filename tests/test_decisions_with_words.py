@@ -13,7 +13,7 @@ from bot.requests.reading import read_view
 from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import Approval
-from tests.fakes import FakeWhatCounts, WhatCountsReply
+from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CODE, Database, SlackDriver, form_errors
 
 REQUESTER, APPROVER, ADMIN, STRANGER = "UREQUESTER", "UAPPROVER", "UADMIN", "USTRANGER"
@@ -178,3 +178,38 @@ def test_migration_0006_keeps_existing_approvals_and_takes_notes(database_url: s
             assert connection.execute(text("SELECT count(*) FROM approvals")).scalar() == 2
             connection.execute(text("DELETE FROM approvals WHERE approver_id = 'U3'"))
     engine.dispose()
+
+
+def test_a_reason_submitted_after_someone_else_decided_is_told_what_happened_and_changes_nothing(
+        db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    db.grant("UOTHER", "approver", CODE)
+    request_id = slack.request(REQUESTER)
+    modal = slack.open_modal(APPROVER, "reject", request_id)
+    slack.click("UOTHER", "approve", request_id)
+    slack.wait_outcome("WhatCounts accepted the send")
+    assert form_errors(slack.submit(APPROVER, modal, note="Too late")) == {"note": "This request was already sent."}
+    assert db.request(request_id).state == "sent" and "rejected" not in db.events(request_id)
+
+
+def test_when_slack_will_not_open_the_window_the_approver_is_told_to_click_again(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER)
+    fake_slack.fail("views.open", "expired_trigger_id", times=1)
+    slack.click(APPROVER, "reject", request_id)
+    slack.wait_ephemeral(APPROVER, "Slack did not open the window in time. Click the button again.")
+    assert slack.reject(APPROVER, request_id, "Second try").text == ""
+    slack.wait_card(request_id, "Second try")
+
+
+def test_a_thread_reply_slack_refuses_leaves_the_decision_and_its_card_standing(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER)
+    fake_slack.fail("chat.postMessage", "internal_error", when=lambda p: bool(p.get("thread_ts")))
+    assert slack.reject(APPROVER, request_id, "Not this week").text == ""
+    slack.wait_card(request_id, "Not this week")
+    slack.settle()
+    assert db.request(request_id).state == "rejected" and db.events(request_id)[-1] == "rejected"
+    assert slack.bot is not None and f"request {request_id}: thread reply not posted" in slack.bot.log()
