@@ -527,6 +527,19 @@ class SlackDriver:
         }
         return self.post(urlencode({"payload": json.dumps(payload)}), url=bot_url)
 
+    def open_modal(self, user_id: str, action_id: str, request_id: str) -> dict[str, Any]:
+        """Click a card's button that opens a modal (Reject, Approve with note, Record outcome); the modal."""
+        before = len(self.slack.calls("views.open"))
+        response = self.click(user_id, action_id, request_id)
+        assert response.status_code == 200, response.text
+        self._join()
+        self.slack.wait_until(lambda: len(self.slack.calls("views.open")) > before, what=f"{action_id}'s modal")
+        return {**self.slack.calls("views.open")[-1]["view"], "id": f"V{next(self._ids)}"}
+
+    def reject(self, user_id: str, request_id: str, reason: str | None) -> httpx.Response:
+        """Click Reject and submit its modal with `reason`; the submission's answer (inline errors, or none)."""
+        return self.submit(user_id, self.open_modal(user_id, "reject", request_id), note=reason)
+
     def ephemerals(self, user_id: str) -> list[str]:
         return [c["text"] for c in self.slack.calls("chat.postEphemeral") if c.get("user") == user_id]
 

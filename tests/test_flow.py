@@ -170,7 +170,7 @@ def test_wrong_approvers_are_refused(db: Database, slack: SlackDriver, fake_what
 def test_reject(db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
-    slack.click(APPROVER, "reject", request_id)
+    assert slack.reject(APPROVER, request_id, "Wrong list").text == ""
     card = slack.wait_card(request_id, "Rejected by")
     assert f"<@{APPROVER}>" in json.dumps(card["blocks"]) and "UTC" in json.dumps(card["blocks"])
     slack.click(APPROVER, "approve", request_id)

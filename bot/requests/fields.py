@@ -69,9 +69,20 @@ def parse_fields(message_name: str | None, sender_code: str | None, campaign_nam
     return RequestFields(message, code, campaign, desc, group), {}
 
 
-def parse_override(reason: str | None) -> tuple[str | None, dict[str, str]]:
-    """An admin's reason to send inside quiet hours (optional), checked as the fields are: it is
-    shown to approvers and kept in the audit trail."""
+MAX_NOTE = MAX_DESCRIPTION
+
+
+def parse_note(value: str | None, label: str, *, required: bool) -> tuple[str | None, str | None]:
+    """A decision's words (a reject's reason, an approval's note), checked like the form's fields.
+
+    Returns the text (None if left empty and optional) and None, or None and the sentence to show.
+    """
     errors: dict[str, str] = {}
-    value = _text(reason, "quiet-hours override reason", MAX_DESCRIPTION, errors, "quiet_override", required=False)
-    return (None if errors else value), errors
+    text = _text(value, label, MAX_NOTE, errors, "note", required)
+    return (None, errors["note"]) if errors else (text, None)
+
+
+def parse_override(reason: str | None) -> tuple[str | None, dict[str, str]]:
+    """An admin's reason to send inside quiet hours (optional): shown to approvers and audited."""
+    text, problem = parse_note(reason, "quiet-hours override reason", required=False)
+    return text, ({"quiet_override": problem} if problem else {})

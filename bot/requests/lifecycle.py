@@ -17,6 +17,7 @@ import secrets
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Concatenate, ParamSpec
 
 from sqlalchemy import ColumnElement, func, select, update
 from sqlalchemy.exc import IntegrityError
@@ -50,6 +51,7 @@ TOO_LATE = ("Not sent: the bot was held up before it could call WhatCounts, past
             "itself for a send, so it gave up without sending. Request the send again.")
 
 
+WITHDRAWN = "Withdrawn by an admin of the sender code before anyone decided."
 ALREADY_SUBMITTED = "This form was already submitted: its request is in the channel."
 
 
@@ -87,19 +89,20 @@ class Invalid:
     errors: dict[str, str]
 
 
-Decide = Callable[["Lifecycle", str, str], Decision]
+P = ParamSpec("P")
+Decide = Callable[Concatenate["Lifecycle", str, str, P], Decision]
 
 
-def _refusals_audited(action: str) -> Callable[[Decide], Decide]:
+def _refusals_audited(action: str) -> Callable[[Decide[P]], Decide[P]]:
     """Keep every refused `action` (a stranger's Approve, a self-approval...) in the audit trail.
 
     Recorded after the decision's own transaction has ended, in one of its own that adds
     the audit row and nothing else.
     """
-    def wrap(decide: Decide) -> Decide:
+    def wrap(decide: Decide[P]) -> Decide[P]:
         @functools.wraps(decide)
-        def decided(self: Lifecycle, request_id: str, user_id: str) -> Decision:
-            decision = decide(self, request_id, user_id)
+        def decided(self: Lifecycle, request_id: str, user_id: str, /, *args: P.args, **kwargs: P.kwargs) -> Decision:
+            decision = decide(self, request_id, user_id, *args, **kwargs)
             if isinstance(decision, Refused) and not decision.repeat:
                 known = decision.sender_code is not None  # else the id is whatever the click carried
                 audit.record_refusal(self.sessions, user_id, action, decision.reason,
@@ -220,8 +223,9 @@ class Lifecycle:
     # --- deciding --------------------------------------------------------------------
 
     @_refusals_audited("approve")
-    def approve(self, request_id: str, approver_id: str) -> Decision:
-        """Record one approval; the approval that completes the count claims the send."""
+    def approve(self, request_id: str, approver_id: str, note: str | None = None) -> Decision:
+        """Record one approval, with the approver's optional `note`; the approval that completes the
+        count claims the send."""
         with self.sessions.begin() as session:
             found = self._open_pending(session, request_id)
             if not isinstance(found, SendRequest):
@@ -239,7 +243,7 @@ class Lifecycle:
         try:
             with self.sessions.begin() as session:
                 session.add(Approval(request_id=request_id, approver_id=approver_id,
-                                     approved_at=self.clock(session)))
+                                     approved_at=self.clock(session), note=note))
                 session.flush()
                 bumped = rows_matched(session, update(SendRequest).where(
                     SendRequest.id == request_id, SendRequest.state == State.PENDING,
@@ -248,7 +252,7 @@ class Lifecycle:
                     session.rollback()
                     return Closed(self._require_view(request_id))
                 audit.record(session, "approved", approver_id, request_id=request_id,
-                             sender_code=request.sender_code)
+                             sender_code=request.sender_code, **({"note": note} if note else {}))
         except IntegrityError:
             return Refused("You have already approved this request.", request.sender_code, repeat=True)
         # A separate transaction, after our approval committed: whichever approval commits
@@ -294,12 +298,25 @@ class Lifecycle:
         return None
 
     @_refusals_audited("reject")
-    def reject(self, request_id: str, user_id: str) -> Decision:
-        return self._close(request_id, user_id, State.REJECTED, "rejected", self._may_reject)
+    def reject(self, request_id: str, user_id: str, reason: str) -> Decision:
+        """Reject, saying why: the reason is kept as the request's and in the audit trail."""
+        return self._close(request_id, user_id, State.REJECTED, "rejected", self._may_reject, reason=reason)
 
     @_refusals_audited("cancel")
     def cancel(self, request_id: str, user_id: str) -> Decision:
         return self._close(request_id, user_id, State.CANCELLED, "cancelled", self._may_cancel)
+
+    @_refusals_audited("withdraw")
+    def withdraw(self, request_id: str, admin_id: str) -> Decision:
+        """An admin of the sender code clears a pending request nobody decided (it ends as cancelled)."""
+        return self._close(request_id, admin_id, State.CANCELLED, "withdrawn", self._may_withdraw,
+                           reason=WITHDRAWN)
+
+    @staticmethod
+    def _may_withdraw(session: Session, request: SendRequest, user_id: str) -> str | None:
+        if grants.has_role(session, user_id, Role.ADMIN, request.sender_code):
+            return None
+        return f"Only an admin of sender code {request.sender_code} can withdraw a request."
 
     @staticmethod
     def _may_reject(session: Session, request: SendRequest, user_id: str) -> str | None:
@@ -312,18 +329,19 @@ class Lifecycle:
         return None if user_id == request.requester_id else "Only the person who asked for this send can cancel it."
 
     def _close(self, request_id: str, user_id: str, state: State, event: str,
-               check: Callable[[Session, SendRequest, str], str | None]) -> Decision:
+               check: Callable[[Session, SendRequest, str], str | None], reason: str | None = None) -> Decision:
         with self.sessions.begin() as session:
             found = self._open_pending(session, request_id)
             if not isinstance(found, SendRequest):
                 return found
-            if (reason := check(session, found, user_id)) is not None:
-                return Refused(reason, found.sender_code)
+            if (refusal := check(session, found, user_id)) is not None:
+                return Refused(refusal, found.sender_code)
             if not self._transition(session, request_id, (State.PENDING,), state,
-                                    closed_by=user_id, finished_at=database_utcnow()):
+                                    closed_by=user_id, finished_at=database_utcnow(), reason=reason):
                 session.rollback()
                 return Closed(self._require_view(request_id))
-            audit.record(session, event, user_id, request_id=request_id, sender_code=found.sender_code)
+            audit.record(session, event, user_id, request_id=request_id, sender_code=found.sender_code,
+                         **({"reason": reason} if reason else {}))
             view = read_view(session, request_id)
         assert view is not None
         return Changed(view)
@@ -463,24 +481,28 @@ class Lifecycle:
                      recorded_by=recorded.closed_by, **details)
 
     def resolve(self, request_id: str, admin_id: str, sent: bool, note: str) -> RequestView | Refused:
-        """An admin records what WhatCounts support said about an unknown outcome."""
+        """An admin records what WhatCounts support said about an unknown outcome (the command
+        line's `resolve` and Slack's "Record outcome"). A refusal to someone without the grant is audited."""
         with self.sessions.begin() as session:
             request = session.get(SendRequest, request_id)
             if request is None:
                 return Refused(f"No request {request_id}.")
-            if not grants.has_role(session, admin_id, Role.ADMIN, request.sender_code):
-                return Refused(f"{admin_id} holds no admin grant for sender code {request.sender_code}.")
-            state = State.SENT if sent else State.FAILED
-            verdict = "sent" if sent else "not sent"
-            if not self._transition(session, request_id, (State.UNKNOWN,), state, closed_by=admin_id,
-                                    reason=f"Recorded as {verdict}: {note}",
-                                    outcome_posted=False):
-                return Refused(f"Request {request_id} is {request.state}, not unknown.")
-            audit.record(session, "resolved", admin_id, request_id=request_id, sender_code=request.sender_code,
-                         outcome=verdict, note=note)
-            view = read_view(session, request_id)
-        assert view is not None
-        return view
+            code = request.sender_code
+            if grants.has_role(session, admin_id, Role.ADMIN, code):
+                state = State.SENT if sent else State.FAILED
+                verdict = "sent" if sent else "not sent"
+                if not self._transition(session, request_id, (State.UNKNOWN,), state, closed_by=admin_id,
+                                        reason=f"Recorded as {verdict}: {note}",
+                                        outcome_posted=False):
+                    return Refused(f"Request {request_id} is {request.state}, not unknown.", code)
+                audit.record(session, "resolved", admin_id, request_id=request_id, sender_code=code,
+                             outcome=verdict, note=note)
+                view = read_view(session, request_id)
+                assert view is not None
+                return view
+        reason = f"Only an admin of sender code {code} can record the outcome of its sends (no admin grant)."
+        audit.record_refusal(self.sessions, admin_id, "resolve", reason, request_id=request_id, sender_code=code)
+        return Refused(reason, code)
 
     # --- sweeping (every process, every few seconds; safe to run concurrently) ---------
 

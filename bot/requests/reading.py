@@ -16,12 +16,13 @@ class RequestView:
 
     request: SendRequest
     approvers: tuple[str, ...] = ()
+    notes: tuple[tuple[str, str], ...] = ()  # (approver, note) for the approvals given with words
 
 
 def read_view(session: Session, request_id: str) -> RequestView | None:
     request = session.get(SendRequest, request_id, populate_existing=True)
     if request is None:
         return None
-    approvers = session.scalars(select(Approval.approver_id).where(Approval.request_id == request_id)
-                                .order_by(Approval.approved_at, Approval.approver_id))
-    return RequestView(request, tuple(approvers))
+    approvals = session.execute(select(Approval.approver_id, Approval.note).where(Approval.request_id == request_id)
+                                .order_by(Approval.approved_at, Approval.approver_id)).all()
+    return RequestView(request, tuple(a for a, _ in approvals), tuple((a, n) for a, n in approvals if n))

@@ -1,4 +1,6 @@
-"""Approve, Reject and Cancel buttons: acknowledged at once, decided in the database off the ack path."""
+"""Approve and Cancel buttons: acknowledged at once, decided in the database off the ack path.
+
+Reject, Approve with note, Withdraw and Record outcome: bot.slack.decisions."""
 
 from __future__ import annotations
 
@@ -39,7 +41,7 @@ ALREADY = {
 
 def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: BackgroundWork) -> None:
     deciders: dict[str, Callable[[str, str], Decision]] = {
-        blocks.APPROVE: lifecycle.approve, blocks.REJECT: lifecycle.reject, blocks.CANCEL: lifecycle.cancel,
+        blocks.APPROVE: lifecycle.approve, blocks.CANCEL: lifecycle.cancel,
     }
 
     def decide(action_id: str, request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
@@ -47,13 +49,13 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             decision = deciders[action_id](request_id, user_id)
         except DATABASE_ERRORS:
             log.warning("request %s: the database could not be reached for a click", request_id)
-            _tell(client, channel_id, user_id, DATABASE_DOWN)
+            tell(client, channel_id, user_id, DATABASE_DOWN)
             return
         match decision:
             case Refused(reason=reason):
-                _tell(client, channel_id, user_id, reason)
+                tell(client, channel_id, user_id, reason)
             case Closed(view=view):
-                _tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
+                tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
             case Changed(view=view, send=True):
                 publisher.refresh(view)
                 publisher.show(lifecycle.execute(request_id))
@@ -72,7 +74,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
         app.action(action_id)(on_click)
 
 
-def _tell(client: WebClient, channel_id: str, user_id: str, text: str) -> None:
+def tell(client: WebClient, channel_id: str, user_id: str, text: str) -> None:
     try:
         client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
     except SlackApiError as exc:

@@ -13,7 +13,7 @@ from slack_bolt import App
 from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
-from bot.slack import actions, blocks, commands, database_down, views
+from bot.slack import actions, blocks, commands, database_down, decisions, views
 from bot.slack.cards import CardPublisher, Sweeper
 from bot.slack.client import web_client
 
@@ -54,7 +54,8 @@ class Runtime:
 # Request kinds counted in metrics; anything else (a forged body, say) is "other".
 KINDS = frozenset({"command", "block_actions", "view_submission", "view_closed", "shortcut", "message_action",
                    "block_suggestion", "event_callback", "url_verification", "interactive_message"})
-DECISIONS = frozenset({blocks.APPROVE, blocks.REJECT, blocks.CANCEL})
+DECISIONS = frozenset({blocks.APPROVE, blocks.REJECT, blocks.CANCEL, blocks.APPROVE_WITH_NOTE, blocks.WITHDRAW,
+                       blocks.RECORD_OUTCOME})
 
 
 def describe(body: dict[str, Any]) -> tuple[str, str | None]:
@@ -94,5 +95,6 @@ def build_runtime(settings: Settings) -> Runtime:
     commands.register(app, core.form, core.catalog, core.cache, core.sessions)
     views.register(app, core.form, core.lifecycle, core.catalog, core.work)
     actions.register(app, core.lifecycle, publisher, core.work)
+    decisions.register(app, core.lifecycle, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,
                    settings.slack_signing_secret)

@@ -51,6 +51,10 @@ INPUT_ACTION = "value"
 MESSAGE_ACTION = "message_name"  # the type-ahead: Slack asks for its options by this action_id
 SENDER_CODE_ACTION = "sender_code"  # choosing one redraws the form with its groups and rules
 APPROVE, REJECT, CANCEL = "approve", "reject", "cancel"
+APPROVE_WITH_NOTE, WITHDRAW, RECORD_OUTCOME = "approve_with_note", "withdraw", "record_outcome"
+# The modals a decision with words is made in; each carries its request in `private_metadata`.
+REJECT_CALLBACK, APPROVE_CALLBACK, OUTCOME_CALLBACK = "reject_request", "approve_request", "record_outcome"
+NOTE_BLOCK, VERDICT_BLOCK = "note", "verdict"
 MAX_SELECT_OPTIONS = 100
 MAX_OPTION_VALUE = 150
 
@@ -314,7 +318,7 @@ def _approvals_line(view: RequestView) -> str:
     line = f"Approvals: {len(view.approvers)} of {request.approvals_required} ({given})"
     if request.allow_self_approval:
         line += " · the requester may approve this sender code's sends"
-    return line
+    return line + "".join(f"\n<@{a}>: “{escape(note)}”" for a, note in view.notes)
 
 
 def _reason(r: SendRequest) -> str:
@@ -328,6 +332,7 @@ def outcome_text(view: RequestView) -> str:
     r = view.request
     who = f" by <@{r.closed_by}>" if r.closed_by else ""
     when = f" at {fmt_time(r.finished_at)}" if r.finished_at else ""
+    words = f": “{escape(r.reason)}”" if r.reason else ""
     approvers = ", ".join(f"<@{a}>" for a in view.approvers)
     match r.state:
         case State.PENDING:
@@ -349,11 +354,14 @@ def outcome_text(view: RequestView) -> str:
             text = _reason(r)
             if r.state == State.UNKNOWN:
                 text += ("\nIt will not be sent again by itself. Check in WhatCounts (or ask its support) whether this "
-                         "campaign went out before asking again. An admin can record "
-                         f"the answer with `sms-bot resolve {r.id} sent|not-sent`.")
+                         f"campaign went out before asking again. An admin of sender code {r.sender_code} "
+                         "records the answer with *Record outcome* below "
+                         f"(or `sms-bot resolve {r.id} sent|not-sent`).")
             return text
         case State.REJECTED:
-            return f"Rejected{who}{when}."
+            return f"Rejected{who}{when}{words}"
+        case State.CANCELLED if r.closed_by and r.closed_by != r.requester_id:
+            return f"Withdrawn{who}{when}, an admin of sender code {r.sender_code}, before anyone decided."
         case State.CANCELLED:
             return f"Cancelled{who}{when}."
         case State.EXPIRED:
@@ -373,19 +381,81 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         SectionBlock(text=fit(outcome_text(view), SECTION_TEXT)),
     ]
     if request.state == State.PENDING:
-        audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"
-        consequence = ("DRY RUN: nothing is sent to WhatCounts." if request.dry_run
-                       else "It cannot be undone.")
         blocks.append(ActionsBlock(block_id="decision", elements=[
             ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
                           confirm=ConfirmObject(title="Send this SMS?", confirm="Approve", deny="Back",
-                                                text=PlainTextObject(
-                                                    text=f"This sends to {_clip(audience, 160)} of sender code "
-                                                         f"{request.sender_code}. {consequence}", emoji=False))),
+                                                text=PlainTextObject(text=_confirm_text(request), emoji=False))),
+            ButtonElement(text="Approve with note", action_id=APPROVE_WITH_NOTE, value=request.id),
             ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger"),
             ButtonElement(text="Cancel", action_id=CANCEL, value=request.id),
+            ButtonElement(text="Withdraw (admins)", action_id=WITHDRAW, value=request.id,
+                          confirm=ConfirmObject(title="Withdraw this request?", confirm="Withdraw", deny="Back",
+                                                text="Only admins of its sender code can. Nothing will be sent, "
+                                                     "and the requester is told in the thread.")),
         ]))
+    if request.state == State.UNKNOWN:
+        blocks.append(ActionsBlock(block_id="outcome", elements=[
+            ButtonElement(text="Record outcome (admins)", action_id=RECORD_OUTCOME, value=request.id)]))
     return [block.to_dict() for block in blocks]
+
+
+def _confirm_text(request: SendRequest) -> str:
+    """What approving does, as the Approve button's confirm dialog and the note modal say it."""
+    audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"
+    consequence = "DRY RUN: nothing is sent to WhatCounts." if request.dry_run else "It cannot be undone."
+    return f"This sends to {_clip(audience, 160)} of sender code {request.sender_code}. {consequence}"
+
+
+def _decision_modal(callback_id: str, request: SendRequest, title: str, submit: str, intro: str,
+                    inputs: list[Block]) -> dict[str, Any]:
+    return View(type="modal", callback_id=callback_id, title=title, submit=submit, close="Back",
+                private_metadata=json.dumps({"request_id": request.id}),
+                blocks=[SectionBlock(text=fit(intro, SECTION_TEXT)), *inputs]).to_dict()
+
+
+def reject_modal(view: RequestView) -> dict[str, Any]:
+    """Reject, with a required reason that the requester reads on the card and in the thread."""
+    r = view.request
+    return _decision_modal(REJECT_CALLBACK, r, "Reject SMS send", "Reject",
+                           f"Reject *{escape(r.campaign_name)}* (request `{r.id}`) from <@{r.requester_id}>?",
+                           [_text_input(NOTE_BLOCK, "Reason", MAX_DESCRIPTION,
+                                        hint="Shown on the card, in the thread and kept in the audit trail.")])
+
+
+def approve_modal(view: RequestView) -> dict[str, Any]:
+    """Approve with an optional note: the modal says what the button's confirm dialog says, and
+    its submit is the approval."""
+    r = view.request
+    return _decision_modal(APPROVE_CALLBACK, r, "Send this SMS?", "Approve",
+                           f"Approve *{escape(r.campaign_name)}* (request `{r.id}`)? {escape(_confirm_text(r))}",
+                           [_text_input(NOTE_BLOCK, "Note", MAX_DESCRIPTION, optional=True,
+                                        hint="Shown on the card, in the thread and kept in the audit trail.")])
+
+
+def outcome_modal(view: RequestView) -> dict[str, Any]:
+    """An admin records what WhatCounts (or its support) says about a send whose outcome is unknown."""
+    r = view.request
+    verdicts = [_option("sent", "It was sent"), _option("not-sent", "It was not sent")]
+    return _decision_modal(OUTCOME_CALLBACK, r, "Record outcome", "Record",
+                           f"What happened to *{escape(r.campaign_name)}* (request `{r.id}`)?",
+                           [InputBlock(block_id=VERDICT_BLOCK, label="WhatCounts says",
+                                       element=StaticSelectElement(action_id=INPUT_ACTION, options=verdicts)),
+                            _text_input(NOTE_BLOCK, "Note", MAX_DESCRIPTION,
+                                        hint="How you know (a support ticket, what WhatCounts shows).")])
+
+
+def decision_reply(view: RequestView, event: str, actor_id: str) -> str:
+    """The thread reply that tells the requester about a decision with words."""
+    r = view.request
+    note = dict(view.notes).get(actor_id)
+    match event:
+        case "rejected":
+            return f"<@{r.requester_id}>: <@{actor_id}> rejected this request: “{escape(r.reason or '')}”"
+        case "withdrawn":
+            return (f"<@{r.requester_id}>: <@{actor_id}>, an admin of sender code {r.sender_code}, withdrew this "
+                    "request before anyone decided. Nothing will be sent.")
+        case _:
+            return f"<@{actor_id}> approved" + (f": “{escape(note)}”" if note else ".")
 
 
 def card_fallback(view: RequestView) -> str:

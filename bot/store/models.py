@@ -195,6 +195,7 @@ class Approval(Base):
     request_id: Mapped[str] = mapped_column(ForeignKey("send_requests.id"), primary_key=True)
     approver_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     approved_at: Mapped[datetime] = mapped_column(default=utcnow)
+    note: Mapped[str | None] = mapped_column(Text)  # the approver's optional words with the approval
 
 
 class AuditEvent(Base):

@@ -1,0 +1,181 @@
+"""Decisions that carry words: Reject (a required reason), Approve with a note, an admin's
+Withdraw, and an admin's Record outcome for a send whose outcome is unknown.
+
+A click opens a small modal with the click's `trigger_id` (Slack's confirm dialog holds no
+input, so the words need a modal); the modal's submission is the decision. What people type is
+checked like the form's fields and refused inline; a refusal (no grant, already decided) is
+shown on the modal's field, and the decision itself is taken by the same Lifecycle as every
+other surface. The requester is told in the card's thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt import Ack, App
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.ops.work import BackgroundWork
+from bot.requests.fields import parse_note
+from bot.requests.lifecycle import TERMINAL_WITH_OUTCOME, Changed, Closed, Decision, Lifecycle, Refused
+from bot.requests.reading import RequestView
+from bot.slack import blocks
+from bot.slack.actions import ALREADY, tell
+from bot.slack.cards import CardPublisher
+from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
+from bot.slack.views import submitted_value
+from bot.store.models import State
+
+log = logging.getLogger(__name__)
+
+NOT_UNKNOWN = "This send's outcome is already known, so there is nothing to record."
+
+
+def reply_in_thread(client: WebClient, view: RequestView, text: str) -> None:
+    """A reply under the request's card; a failure is logged (the card and the audit trail still say it)."""
+    r = view.request
+    try:
+        client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, text=text)
+    except (SlackApiError, SlackClientError, OSError) as exc:
+        log.warning("request %s: thread reply not posted: %s", r.id, type(exc).__name__)
+
+
+def _request_id(body: dict[str, Any]) -> str:
+    meta = (body.get("view") or {}).get("private_metadata") or "{}"
+    try:
+        return str(json.loads(meta).get("request_id", ""))
+    except (ValueError, AttributeError):
+        return ""
+
+
+def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: BackgroundWork) -> None:
+    modals: dict[str, tuple[Callable[[RequestView], dict[str, Any]], tuple[State, ...]]] = {
+        blocks.REJECT: (blocks.reject_modal, (State.PENDING,)),
+        blocks.APPROVE_WITH_NOTE: (blocks.approve_modal, (State.PENDING,)),
+        blocks.RECORD_OUTCOME: (blocks.outcome_modal, (State.UNKNOWN,)),
+    }
+
+    def open_modal(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Open the decision's modal at once: a trigger_id is good for 3 s."""
+        ack()
+        user_id, channel_id = body["user"]["id"], (body.get("channel") or {}).get("id", "")
+        make, states = modals[action["action_id"]]
+        try:
+            view = lifecycle.view(str(action.get("value", "")))
+        except DATABASE_ERRORS:
+            tell(client, channel_id, user_id, DATABASE_DOWN)
+            return
+        if view is None:
+            tell(client, channel_id, user_id, "This request no longer exists.")
+            return
+        if view.request.state not in states:
+            tell(client, channel_id, user_id,
+                 NOT_UNKNOWN if State.UNKNOWN in states else ALREADY[view.request.state])
+            return
+        try:
+            client.views_open(trigger_id=body.get("trigger_id", ""), view=make(view))
+        except SlackApiError as exc:  # expired_trigger_id: Slack was slow; clicking again opens it
+            log.warning("decision modal not opened: %s", exc.response.get("error"))
+            tell(client, channel_id, user_id, "Slack did not open the window in time. Click the button again.")
+
+    for action_id in modals:
+        app.action(action_id)(open_modal)
+
+    def follow_up(view: RequestView, event: str, user_id: str, send: bool) -> None:
+        """After the decision committed: the card, the thread, and the send an approval claimed."""
+        publisher.refresh(view)
+        reply_in_thread(publisher.client, view, blocks.decision_reply(view, event, user_id))
+        if send:
+            publisher.show(lifecycle.execute(view.request.id))
+        elif view.request.state in TERMINAL_WITH_OUTCOME:
+            publisher.post_outcome(view)  # the sender code's policy stopped the send at approval
+
+    def decided(ack: Ack, decision: Decision, event: str, user_id: str) -> None:
+        match decision:
+            case Refused(reason=reason):
+                ack(response_action="errors", errors={blocks.NOTE_BLOCK: reason})
+            case Closed(view=view):
+                ack(response_action="errors", errors={blocks.NOTE_BLOCK: ALREADY[view.request.state]})
+            case Changed(view=view, send=send):
+                ack()
+                work.submit(follow_up, view, event, user_id, send)
+
+    def words(ack: Ack, view: dict[str, Any], label: str, required: bool) -> tuple[bool, str | None]:
+        """The typed note, checked; False (and the modal told) if it is refused."""
+        text, problem = parse_note(submitted_value(view.get("state", {}).get("values", {}), blocks.NOTE_BLOCK),
+                                   label, required=required)
+        if problem is not None:
+            ack(response_action="errors", errors={blocks.NOTE_BLOCK: problem})
+            return False, None
+        return True, text
+
+    @app.view(blocks.REJECT_CALLBACK)
+    def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ok, reason = words(ack, view, "reason", required=True)
+        if not ok or reason is None:
+            return
+        user_id = body["user"]["id"]
+        try:
+            decision = lifecycle.reject(_request_id(body), user_id, reason)
+        except DATABASE_ERRORS:
+            ack(response_action="errors", errors={blocks.NOTE_BLOCK: DATABASE_DOWN})
+            return
+        decided(ack, decision, "rejected", user_id)
+
+    @app.view(blocks.APPROVE_CALLBACK)
+    def approve_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        ok, note = words(ack, view, "note", required=False)
+        if not ok:
+            return
+        user_id = body["user"]["id"]
+        try:
+            decision = lifecycle.approve(_request_id(body), user_id, note)
+        except DATABASE_ERRORS:
+            ack(response_action="errors", errors={blocks.NOTE_BLOCK: DATABASE_DOWN})
+            return
+        decided(ack, decision, "approved", user_id)
+
+    @app.view(blocks.OUTCOME_CALLBACK)
+    def outcome_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        verdict = submitted_value(view.get("state", {}).get("values", {}), blocks.VERDICT_BLOCK)
+        if verdict not in ("sent", "not-sent"):
+            ack(response_action="errors", errors={blocks.VERDICT_BLOCK: "Choose whether it was sent."})
+            return
+        ok, note = words(ack, view, "note", required=True)
+        if not ok or note is None:
+            return
+        try:
+            resolved = lifecycle.resolve(_request_id(body), body["user"]["id"], verdict == "sent", note)
+        except DATABASE_ERRORS:
+            ack(response_action="errors", errors={blocks.NOTE_BLOCK: DATABASE_DOWN})
+            return
+        if isinstance(resolved, Refused):
+            ack(response_action="errors", errors={blocks.NOTE_BLOCK: resolved.reason})
+            return
+        ack()
+        work.submit(publisher.show, resolved)  # the card, and the outcome in the thread, naming the admin
+
+    def withdraw(request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
+        try:
+            decision = lifecycle.withdraw(request_id, user_id)
+        except DATABASE_ERRORS:
+            tell(client, channel_id, user_id, DATABASE_DOWN)
+            return
+        match decision:
+            case Refused(reason=reason):
+                tell(client, channel_id, user_id, reason)
+            case Closed(view=view):
+                tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
+            case Changed(view=view):
+                publisher.refresh(view)
+                reply_in_thread(client, view, blocks.decision_reply(view, "withdrawn", user_id))
+
+    @app.action(blocks.WITHDRAW)
+    def withdraw_clicked(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        ack()
+        channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
+        work.submit(withdraw, str(action.get("value", "")), body["user"]["id"], channel_id, client)
