@@ -15,6 +15,9 @@ from bot.rules.sender_codes import set_sender_code
 from bot.store.models import ALL_SENDER_CODES
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with
+from tests.test_socket_mode import FakeSocketModeEndpoint, socket_endpoint, start_socket_mode
+
+__all__ = ["socket_endpoint"]  # the fixture, shared with test_socket_mode
 
 REQUESTER, APPROVER, ADMIN, STRANGER = "UREQ", "UAPPROVER", "UADMIN", "USTRANGER"
 _events = itertools.count(1)
@@ -23,14 +26,7 @@ _events = itertools.count(1)
 def open_home(slack: SlackDriver, user_id: str) -> dict[str, Any]:
     """The person opens the bot's Home tab; returns the view the bot published for them."""
     before = len(published(slack.slack, user_id))
-    n = next(_events)
-    body = json.dumps({
-        "token": "legacy-verification-token", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-        "event_id": f"Ev{n:08d}", "event_time": int(time.time()),
-        "event": {"type": "app_home_opened", "user": user_id, "channel": f"D{n:08d}", "tab": "home",
-                  "event_ts": f"{time.time():.6f}"},
-    })
-    response = slack.post(body, "application/json")
+    response = slack.post(json.dumps(home_opened(user_id)), "application/json")
     assert response.status_code == 200, response.text
     slack.settle()
 
@@ -39,6 +35,15 @@ def open_home(slack: SlackDriver, user_id: str) -> dict[str, Any]:
         return views[-1] if len(views) > before else None
 
     return slack.slack.wait_until(newly_published, what=f"views.publish for {user_id}")
+
+
+def home_opened(user_id: str) -> dict[str, Any]:
+    """The Events API's `app_home_opened`, as Slack delivers it."""
+    n = next(_events)
+    return {"token": "legacy-verification-token", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+            "event_id": f"Ev{n:08d}", "event_time": int(time.time()),
+            "event": {"type": "app_home_opened", "user": user_id, "channel": f"D{n:08d}", "tab": "home",
+                      "event_ts": f"{time.time():.6f}"}}
 
 
 def published(fake: FakeSlack, user_id: str) -> list[dict[str, Any]]:
@@ -159,6 +164,35 @@ def test_a_click_on_the_home_tab_is_checked_like_a_click_on_the_card(
     told = slack.slack.wait_for("chat.postMessage", lambda p: p.get("channel") == STRANGER)
     assert "You need an approver grant" in told["text"]
     assert db.request(request_id).state == "pending" and fake_whatcounts.posts() == []
+
+
+def test_a_new_request_appears_on_its_approvers_home_tabs_without_their_opening_it_again(
+        db: Database, slack: SlackDriver) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    open_home(slack, APPROVER)
+
+    request_id = slack.request(REQUESTER)
+    slack.settle()
+
+    assert buttons(section(published(slack.slack, APPROVER)[-1], "Waiting for my approval")) == [
+        ("approve", request_id), ("reject", request_id)]
+    assert request_id in text(section(published(slack.slack, REQUESTER)[-1], "My recent requests"))
+
+
+def test_the_home_tab_opens_over_socket_mode_too(db: Database, env: dict[str, str], tmp_path: Path,
+                                                 fake_slack: FakeSlack,
+                                                 socket_endpoint: FakeSocketModeEndpoint) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    process = start_socket_mode(env, tmp_path)
+    try:
+        socket_endpoint.outgoing.put({"envelope_id": "env-home", "type": "events_api",
+                                      "accepts_response_payload": False, "payload": home_opened(APPROVER)})
+        assert socket_endpoint.acks.get(timeout=20)["envelope_id"] == "env-home"
+        home = fake_slack.wait_for("views.publish", lambda p: p.get("user_id") == APPROVER, timeout=20)["view"]
+    finally:
+        process.terminate()
+        process.communicate(timeout=30)
+    assert f"Approve sends: sender code {CODE}" in text(section(home, "My roles"))
 
 
 def test_rejecting_on_the_card_refreshes_the_home_tabs_of_requester_and_approvers(

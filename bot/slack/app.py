@@ -94,7 +94,7 @@ def build_runtime(settings: Settings) -> Runtime:
     publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed)
     home.register(app, homes)
     commands.register(app, core.form, core.catalog, core.cache, core.sessions)
-    views.register(app, core.form, core.lifecycle, core.catalog, core.work)
+    views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed)
     actions.register(app, core.lifecycle, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,
                    settings.slack_signing_secret)
