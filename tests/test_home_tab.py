@@ -8,16 +8,19 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from bot.quiet_hours import format_time
 from bot.rules.sender_codes import set_sender_code
+from bot.slack.database_down import DATABASE_DOWN
 from bot.store.models import ALL_SENDER_CODES
+from tests.dbproxy import DatabaseProxy
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with
+from tests.test_database_down import ON_POSTGRESQL, proxy
 from tests.test_socket_mode import FakeSocketModeEndpoint, socket_endpoint, start_socket_mode
 
-__all__ = ["socket_endpoint"]  # the fixture, shared with test_socket_mode
+__all__ = ["proxy", "socket_endpoint"]  # the fixtures, shared with those modules
 
 REQUESTER, APPROVER, ADMIN, STRANGER = "UREQ", "UAPPROVER", "UADMIN", "USTRANGER"
 _events = itertools.count(1)
@@ -263,3 +266,31 @@ def test_long_lists_are_cut_and_say_how_many_more(db: Database, slack: SlackDriv
     assert "and 2 more" in text(waiting)
     assert sum(request_id in text(waiting) for request_id in ids) == 10
     assert "and 2 more" in text(section(open_home(slack, REQUESTER), "My recent requests"))
+
+
+def test_slack_refusing_home_tabs_holds_up_no_decision_and_the_next_opening_works(
+        db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    slack.slack.fail("views.publish", "internal_error", times=3)
+    request_id = slack.request(REQUESTER)  # the approver's Home tab: refused
+
+    slack.click(APPROVER, "approve", request_id)  # the requester's and the approver's: refused
+
+    slack.wait_card(request_id, "submitted to WhatCounts")
+    assert len(fake_whatcounts.posts()) == 1
+    assert "*sent*" in text(section(open_home(slack, REQUESTER), "My recent requests"))
+
+
+@ON_POSTGRESQL
+def test_a_home_tab_opened_while_the_database_is_gone_says_so(
+        db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    target = urlsplit(db.url)
+    proxied = db.url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (_bot, slack):
+        assert "My roles" in headers(open_home(slack, APPROVER))
+        proxy.close()  # the database stops: its connections are cut and its port refuses new ones
+
+        home = open_home(slack, APPROVER)
+
+    assert DATABASE_DOWN in text(home) and "My roles" not in headers(home)
