@@ -109,7 +109,7 @@ def test_a_requester_sees_their_request_its_state_a_link_to_its_card_and_their_r
     assert "Nothing is waiting for your approval." in text(section(home, "Waiting for my approval"))
     recent = text(section(home, "My recent requests"))
     assert request_id in recent and "*pending*" in recent
-    assert f"https://slack.com/archives/{CHANNEL}/p{card_ts.replace('.', '')}" in recent
+    assert f"{slack.slack.url}/archives/{CHANNEL}/p{card_ts.replace('.', '')}|see the card>" in recent
     assert f"Request sends: sender code {CODE}" in text(section(home, "My roles"))
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from typing import Any
+from urllib.parse import urljoin
 
 from slack_bolt import App
 from slack_sdk import WebClient
@@ -35,21 +36,29 @@ from bot.store.models import Role, SendRequest
 log = logging.getLogger(__name__)
 
 MAX_BLOCKS = 100  # Slack's limit for a Home view
-ARCHIVES = "https://slack.com/archives"  # Slack redirects it to the message in the reader's workspace
 
 
-def card_link(request: SendRequest) -> str:
+def archives(client: WebClient) -> str:
+    """Where message links begin: https://slack.com/archives (GovSlack: slack-gov.com), from the API's address.
+
+    Slack sends such a link on to the message in the reader's own workspace.
+    """
+    return urljoin(client.base_url, "/archives")
+
+
+def card_link(request: SendRequest, base: str) -> str:
     """A link to the request's card, built from its channel and timestamp (no Slack call)."""
-    return f"{ARCHIVES}/{request.channel_id}/p{request.card_ts.replace('.', '')}"
+    return f"{base}/{request.channel_id}/p{request.card_ts.replace('.', '')}"
 
 
-def home_view(o: Overview) -> dict[str, Any]:
+def home_view(o: Overview, base: str) -> dict[str, Any]:
+    """`base`: see `archives`."""
     shown: list[Block] = [HeaderBlock(text="Waiting for my approval")]
     for view in o.waiting.items:
         shown += [SectionBlock(text=_summary(view.request)), *_decision(view)]
     shown += _more(o.waiting, "Nothing is waiting for your approval.")
     shown += [DividerBlock(), HeaderBlock(text="My recent requests")]
-    shown += [SectionBlock(text=f"{_summary(r)}\n*{r.state}* · <{card_link(r)}|see the card>")
+    shown += [SectionBlock(text=f"{_summary(r)}\n*{r.state}* · <{card_link(r, base)}|see the card>")
               for r in o.recent.items]
     shown += _more(o.recent, "You have not requested any sends yet.")
     shown += [DividerBlock(), HeaderBlock(text="My roles"), SectionBlock(text=_roles(o))]
@@ -58,7 +67,7 @@ def home_view(o: Overview) -> dict[str, Any]:
         shown += [SectionBlock(text=_code(c)) for c in o.codes.items]
         shown += _more(o.codes, "No sender code you administer is registered.")
         shown += [DividerBlock(), HeaderBlock(text="Outcome unknown")]
-        shown += [SectionBlock(text=f"{_summary(r)}\n<{card_link(r)}|see the card>") for r in o.unknown.items]
+        shown += [SectionBlock(text=f"{_summary(r)}\n<{card_link(r, base)}|see the card>") for r in o.unknown.items]
         shown += _more(o.unknown, "No send has an unknown outcome.")
     assert len(shown) <= MAX_BLOCKS, len(shown)
     return View(type="home", blocks=shown).to_dict()
@@ -118,10 +127,11 @@ class HomePublisher:
     def __init__(self, client: WebClient, sessions: sessionmaker[Session]) -> None:
         self.client = client
         self.sessions = sessions
+        self.archives = archives(client)
 
     def publish(self, user_id: str) -> None:
         try:
-            view = home_view(overview(self.sessions, user_id))
+            view = home_view(overview(self.sessions, user_id), self.archives)
         except DATABASE_ERRORS:
             log.warning("Home tab of %s: the database could not be reached", user_id)
             view = notice_view(DATABASE_DOWN)
