@@ -13,10 +13,11 @@ from urllib.parse import urlencode, urlsplit
 from bot.quiet_hours import format_time
 from bot.rules.sender_codes import set_sender_code
 from bot.slack.database_down import DATABASE_DOWN
+from bot.store.engine import database_now
 from bot.store.models import ALL_SENDER_CODES
 from tests.dbproxy import DatabaseProxy
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with
+from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with, in_process_bot
 from tests.test_database_down import ON_POSTGRESQL, proxy
 from tests.test_socket_mode import FakeSocketModeEndpoint, socket_endpoint, start_socket_mode
 
@@ -294,3 +295,17 @@ def test_a_home_tab_opened_while_the_database_is_gone_says_so(
         home = open_home(slack, APPROVER)
 
     assert DATABASE_DOWN in text(home) and "My roles" not in headers(home)
+
+
+def test_a_request_past_its_expiry_on_the_databases_clock_no_longer_waits_for_anyone(
+        db: Database, env: dict[str, str], fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    with in_process_bot(env, sweeper=False) as bot:
+        slack = SlackDriver(bot.url, fake_slack)
+        request_id = slack.request(REQUESTER)
+        assert request_id in text(section(open_home(slack, APPROVER), "Waiting for my approval"))
+
+        bot.runtime.core.lifecycle.clock = lambda session: database_now(session) + timedelta(hours=2)  # unswept
+
+        assert request_id not in text(section(open_home(slack, APPROVER), "Waiting for my approval"))
+        slack.close()

@@ -58,12 +58,13 @@ class Overview:
 
 
 def overview(sessions: sessionmaker[Session], user_id: str, limit: int = LIMIT,
-             clock: Callable[[Session], datetime] = database_now) -> Overview:
+             clock: Callable[[Session], datetime] = database_now, dry_run: bool = False) -> Overview:
+    """`dry_run`: count today's dry runs against the caps, as the bot does in that mode."""
     with sessions() as session:
         now = clock(session)
         held = {role: frozenset(scopes) for role, scopes in grants.codes_by_role(session, user_id).items()}
         approvable = held.get(Role.APPROVER, frozenset())
-        waiting = _capped(session, _waiting(user_id, approvable), limit) if approvable else Capped[str]()
+        waiting = _capped(session, _waiting(user_id, approvable, now), limit) if approvable else Capped[str]()
         recent = _capped(session, select(SendRequest.id).where(SendRequest.requester_id == user_id)
                          .order_by(SendRequest.created_at.desc(), SendRequest.id), limit)
         admin = held.get(Role.ADMIN, frozenset())
@@ -72,9 +73,8 @@ def overview(sessions: sessionmaker[Session], user_id: str, limit: int = LIMIT,
         if admin:
             mine = [SenderCodeRules.from_row(row) for row in list_sender_codes(session)
                     if grants.covers(admin, row.code)]
-            codes = Capped(tuple(CodeToday(rules, sends_today(session, rules.code, now, rules.timezone),
-                                           rules.quiet_hours is not None and rules.quiet_hours.contains(now))
-                                 for rules in mine[:limit]), max(0, len(mine) - limit))
+            codes = Capped(tuple(_today(session, rules, now, dry_run) for rules in mine[:limit]),
+                           max(0, len(mine) - limit))
             unknown = _capped(session, select(SendRequest.id).where(
                 SendRequest.state == State.UNKNOWN, _codes_in(admin))
                 .order_by(SendRequest.created_at.desc(), SendRequest.id), limit)
@@ -96,10 +96,15 @@ def people_involved(sessions: sessionmaker[Session], view: RequestView) -> set[s
         return {r.requester_id, *view.approvers, *holders}
 
 
-def _waiting(user_id: str, approvable: Collection[str]) -> Select[str]:
+def _today(session: Session, rules: SenderCodeRules, now: datetime, dry_run: bool) -> CodeToday:
+    used = sends_today(session, rules.code, now, rules.timezone, dry_run=dry_run)
+    return CodeToday(rules, used, rules.quiet_hours is not None and rules.quiet_hours.contains(now))
+
+
+def _waiting(user_id: str, approvable: Collection[str], now: datetime) -> Select[str]:
     mine = select(Approval.request_id).where(Approval.approver_id == user_id)
-    stmt = select(SendRequest.id).where(SendRequest.state == State.PENDING, _codes_in(approvable),
-                                        SendRequest.id.not_in(mine))
+    stmt = select(SendRequest.id).where(SendRequest.state == State.PENDING, SendRequest.expires_at > now,
+                                        _codes_in(approvable), SendRequest.id.not_in(mine))
     # The requester cannot approve their own request unless the sender code allows it.
     stmt = stmt.where((SendRequest.requester_id != user_id) | SendRequest.allow_self_approval.is_(True))
     return stmt.order_by(SendRequest.expires_at, SendRequest.id)

@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
               listener_executor=listeners)
     app.use(_bind_request_id)
     database_down.register(app)
-    homes = home.HomePublisher(client, core.sessions)
+    homes = home.HomePublisher(client, core.lifecycle)
     publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed)
     home.register(app, homes)
     commands.register(app, core.form, core.catalog, core.cache, core.sessions)

@@ -23,8 +23,8 @@ from slack_sdk.models.blocks import (
     SectionBlock,
 )
 from slack_sdk.models.views import View
-from sqlalchemy.orm import Session, sessionmaker
 
+from bot.requests.lifecycle import Lifecycle
 from bot.requests.overview import Capped, CodeToday, Overview, overview, people_involved
 from bot.requests.reading import RequestView
 from bot.rules.grants import scope_name
@@ -124,14 +124,15 @@ def _code(c: CodeToday) -> str:
 class HomePublisher:
     """Publishes a person's Home tab; off the acknowledgement path (an event listener, the card publisher)."""
 
-    def __init__(self, client: WebClient, sessions: sessionmaker[Session]) -> None:
+    def __init__(self, client: WebClient, lifecycle: Lifecycle) -> None:
         self.client = client
-        self.sessions = sessions
+        self.lifecycle = lifecycle  # its sessions, its clock (the database's) and its dry-run mode
         self.archives = archives(client)
 
     def publish(self, user_id: str) -> None:
         try:
-            view = home_view(overview(self.sessions, user_id), self.archives)
+            life = self.lifecycle
+            view = home_view(overview(life.sessions, user_id, clock=life.clock, dry_run=life.dry_run), self.archives)
         except DATABASE_ERRORS:
             log.warning("Home tab of %s: the database could not be reached", user_id)
             view = notice_view(DATABASE_DOWN)
@@ -144,7 +145,7 @@ class HomePublisher:
     def request_changed(self, view: RequestView) -> None:
         """Republish the Home tab of everyone the request concerns."""
         try:
-            people = people_involved(self.sessions, view)
+            people = people_involved(self.lifecycle.sessions, view)
         except DATABASE_ERRORS:
             log.warning("request %s: Home tabs not refreshed: the database could not be reached", view.request.id)
             return
