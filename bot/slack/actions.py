@@ -55,7 +55,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             case Refused(reason=reason):
                 tell(client, channel_id, user_id, reason)
             case Closed(view=view):
-                tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
+                tell(client, channel_id and view.request.channel_id, user_id, ALREADY[view.request.state])
             case Changed(view=view, send=True):
                 publisher.refresh(view)
                 publisher.show(lifecycle.execute(request_id))
@@ -75,7 +75,11 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
 
 
 def tell(client: WebClient, channel_id: str, user_id: str, text: str) -> None:
+    """An ephemeral reply in the channel; for a click on the Home tab (no channel), in the app's messages."""
     try:
-        client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+        if channel_id:
+            client.chat_postEphemeral(channel=channel_id, user=user_id, text=text)
+        else:
+            client.chat_postMessage(channel=user_id, text=text)
     except SlackApiError as exc:
         log.warning("ephemeral reply to %s not posted: %s", user_id, exc.response.get("error"))

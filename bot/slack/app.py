@@ -13,7 +13,7 @@ from slack_bolt import App
 from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
-from bot.slack import actions, blocks, commands, database_down, decisions, views
+from bot.slack import actions, blocks, commands, database_down, decisions, home, views
 from bot.slack.cards import CardPublisher, Sweeper
 from bot.slack.client import web_client
 
@@ -91,9 +91,11 @@ def build_runtime(settings: Settings) -> Runtime:
               listener_executor=listeners)
     app.use(_bind_request_id)
     database_down.register(app)
-    publisher = CardPublisher(client, core.lifecycle, core.outbox)
+    homes = home.HomePublisher(client, core.lifecycle)
+    publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed)
+    home.register(app, homes)
     commands.register(app, core.form, core.catalog, core.cache, core.sessions)
-    views.register(app, core.form, core.lifecycle, core.catalog, core.work)
+    views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed)
     actions.register(app, core.lifecycle, publisher, core.work)
     decisions.register(app, core.lifecycle, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -24,10 +25,12 @@ log = logging.getLogger(__name__)
 
 
 class CardPublisher:
-    def __init__(self, client: WebClient, lifecycle: Lifecycle, outbox: Outbox) -> None:
+    def __init__(self, client: WebClient, lifecycle: Lifecycle, outbox: Outbox,
+                 changed: Callable[[RequestView], None] = lambda _view: None) -> None:
         self.client = client
         self.lifecycle = lifecycle
         self.outbox = outbox
+        self.changed = changed  # after a card shows a change: the Home tabs of the people involved
 
     def refresh(self, view: RequestView) -> None:
         r = view.request
@@ -39,6 +42,7 @@ class CardPublisher:
                 log.warning("request %s: card update failed, will retry: %s", r.id, _slack_error(exc))
             return
         self.outbox.card_shown(r.id, r.version)
+        self.changed(view)
 
     def post_outcome(self, view: RequestView) -> None:
         """Post the outcome in the card's thread, broadcast to the channel; once."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
@@ -16,10 +17,12 @@ from bot.ops.work import BackgroundWork
 from bot.requests.choices import RequestForm
 from bot.requests.fields import parse_fields, parse_override
 from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
+from bot.requests.reading import RequestView
 from bot.slack import blocks
 from bot.slack.client import card_client
 from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
-from bot.slack.submission import NotPosted, Submission
+from bot.slack.submission import NotPosted, Posted, Published, Submission
+from bot.store.models import SendRequest
 from bot.whatcounts.catalog import MessageCatalog
 
 log = logging.getLogger(__name__)
@@ -44,8 +47,15 @@ def _metadata(view: dict[str, Any]) -> tuple[str, str]:
 
 
 def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: MessageCatalog,
-             work: BackgroundWork) -> None:
+             work: BackgroundWork, stored: Callable[[RequestView], None] = lambda _view: None) -> None:
+    """`stored`: told of each new request (the approvers' Home tabs), as background work of its own."""
     submission = Submission(lifecycle, card_client(app.client))
+
+    def publish(draft: SendRequest) -> Published:
+        result = submission.publish(draft)
+        if isinstance(result, Posted):
+            work.submit(stored, result.view)
+        return result
 
     @app.options(blocks.MESSAGE_ACTION)
     def suggest_messages(ack: Ack, payload: dict[str, Any]) -> None:
@@ -114,7 +124,7 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
         if draft.view_id and lifecycle.submitted(draft.view_id) is not None:
             ack()  # the same form again (a double click, or a retry of a slow answer): one request
             return
-        publishing = work.submit(submission.publish, draft)
+        publishing = work.submit(publish, draft)
         try:
             result = publishing.result(timeout=max(0.0, SUBMIT_BUDGET - (time.monotonic() - started)))
         except FutureTimeout:
