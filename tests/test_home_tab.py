@@ -123,7 +123,7 @@ def test_an_approver_sees_what_waits_for_them_with_the_cards_approve_and_reject_
 
     waiting = section(home, "Waiting for my approval")
     assert request_id in text(waiting) and f"<@{REQUESTER}>" in text(waiting)
-    assert buttons(waiting) == [("approve", request_id), ("reject", request_id)]
+    assert buttons(waiting) == [("approve", request_id), ("approve_with_note", request_id), ("reject", request_id)]
     card_buttons = buttons(slack.slack.calls("chat.postMessage")[0]["blocks"])
     assert set(buttons(waiting)) < set(card_buttons)  # the card's own, Cancel left to the requester
     assert "confirm" in text(waiting)  # the same dialog before a send
@@ -179,7 +179,7 @@ def test_a_new_request_appears_on_its_approvers_home_tabs_without_their_opening_
     slack.settle()
 
     assert buttons(section(published(slack.slack, APPROVER)[-1], "Waiting for my approval")) == [
-        ("approve", request_id), ("reject", request_id)]
+        ("approve", request_id), ("approve_with_note", request_id), ("reject", request_id)]
     assert request_id in text(section(published(slack.slack, REQUESTER)[-1], "My recent requests"))
 
 
@@ -205,7 +205,7 @@ def test_rejecting_on_the_card_refreshes_the_home_tabs_of_requester_and_approver
     db.grant("UOTHER", "approver", CODE)
     request_id = slack.request(REQUESTER)
 
-    slack.click(APPROVER, "reject", request_id)
+    assert slack.reject(APPROVER, request_id, "Wrong audience").text == ""
     slack.wait_card(request_id, "rejected")
     slack.settle()
 
@@ -263,7 +263,7 @@ def test_long_lists_are_cut_and_say_how_many_more(db: Database, slack: SlackDriv
     home = open_home(slack, APPROVER)
 
     waiting = section(home, "Waiting for my approval")
-    assert len(buttons(waiting)) == 2 * 10
+    assert len(buttons(waiting)) == 3 * 10
     assert "and 2 more" in text(waiting)
     assert sum(request_id in text(waiting) for request_id in ids) == 10
     assert "and 2 more" in text(section(open_home(slack, REQUESTER), "My recent requests"))

@@ -85,11 +85,15 @@ def _summary(r: SendRequest) -> str:
     return blocks.fit(text, blocks.SECTION_TEXT - 200)
 
 
+APPROVERS_BUTTONS = (blocks.APPROVE, blocks.APPROVE_WITH_NOTE, blocks.REJECT)
+
+
 def _decision(view: RequestView) -> list[Block]:
-    """The card's own Approve and Reject buttons (Cancel is the requester's, on the card)."""
+    """The card's own buttons for an approver: Approve, Approve with note, Reject (Cancel is the
+    requester's and Withdraw the admins', on the card)."""
     for block in blocks.card(view):
         if block.get("block_id") == "decision":
-            elements = [e for e in block["elements"] if e.get("action_id") != blocks.CANCEL]
+            elements = [e for e in block["elements"] if e.get("action_id") in APPROVERS_BUTTONS]
             return [ActionsBlock(block_id="decision", elements=elements)]
     return []
 
