@@ -376,22 +376,43 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"
         consequence = ("DRY RUN: nothing is sent to WhatCounts." if request.dry_run
                        else "It cannot be undone.")
+        what = f"campaign {request.campaign_name} to {audience}"
         blocks.append(ActionsBlock(block_id="decision", elements=[
             ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
+                          accessibility_label=_clip(f"Approve and send: {what}", 75),
                           confirm=ConfirmObject(title="Send this SMS?", confirm="Approve", deny="Back",
                                                 text=PlainTextObject(
                                                     text=f"This sends to {_clip(audience, 160)} of sender code "
                                                          f"{request.sender_code}. {consequence}", emoji=False))),
-            ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger"),
-            ButtonElement(text="Cancel", action_id=CANCEL, value=request.id),
+            ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger",
+                          accessibility_label=_clip(f"Reject this request: {what}", 75)),
+            ButtonElement(text="Cancel", action_id=CANCEL, value=request.id,
+                          accessibility_label=_clip(f"Cancel request: {what}", 75)),
         ]))
     return [block.to_dict() for block in blocks]
 
 
+# The card's notification and screen-reader text, said without the card.
+FALLBACK_STATE = {
+    State.PENDING: "waiting for approval",
+    State.SENDING: "approved, sending",
+    State.SENT: "submitted to WhatCounts",
+    State.FAILED: "failed, nothing sent",
+    State.UNKNOWN: "outcome unknown",
+    State.REJECTED: "rejected",
+    State.CANCELLED: "cancelled",
+    State.EXPIRED: "expired, nothing sent",
+}
+
+
 def card_fallback(view: RequestView) -> str:
+    """The card in one sentence, for notifications and screen readers: what, to whom, by whom, where it stands."""
     r = view.request
-    dry = "DRY RUN " if r.dry_run else ""
-    return f"{dry}SMS send {r.state}: {escape(r.message_name)} to sender code {r.sender_code} (request {r.id})"
+    dry = "DRY RUN (nothing is sent) " if r.dry_run else ""
+    audience = f"group {escape(r.group_name)}" if r.group_name else "ALL CONTACTS"
+    return (f"{dry}SMS send {FALLBACK_STATE[r.state]}: campaign “{fit(escape(r.campaign_name), 200)}” "
+            f"(message {fit(escape(r.message_name), 200)}) to {audience} of sender code {r.sender_code}, "
+            f"requested by <@{r.requester_id}>. Request {r.id}.")
 
 
 def outcome_message(view: RequestView) -> str:
