@@ -76,7 +76,7 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                      '"Approve"', '"Reject"', '"Cancel"',
                      # the text as it goes out, its length and segments, the approvals, expiry, quiet hours
                      "20% off everything until Sunday", "68 characters, 1 SMS segment (GSM-7",
-                     "Approvals: 0 of 1", "Expires at", "none set for this sender code"):
+                     "Approvals: 0 of 1", "Expires <!date^", "none set for this sender code"):
         assert expected in card_text, expected
     assert "ALL CONTACTS" not in card_text
     request_id = request_id_of(card)

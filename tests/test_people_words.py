@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 from tests.fakes import FakeSlack
@@ -45,3 +46,33 @@ def test_a_long_campaign_name_keeps_the_button_labels_within_slacks_limit(
     assert all(len(b["accessibility_label"]) == 75 and b["accessibility_label"].endswith("…")
                for b in buttons(card).values())
     assert request_id_of(card) in card["text"]
+
+
+def local(moment: datetime) -> str:
+    """How Slack is asked to show a moment in each reader's zone, with UTC where it cannot."""
+    stamp = int(moment.replace(tzinfo=UTC).timestamp())
+    return f"<!date^{stamp}^{{date_short_pretty}} at {{time}}|{moment:%Y-%m-%d %H:%M} UTC>"
+
+
+def test_times_on_the_card_and_in_the_thread_show_in_each_readers_own_zone(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER)
+    card = fake_slack.calls("chat.postMessage")[0]
+    assert f"Expires {local(db.request(request_id).expires_at)}." in json.dumps(card["blocks"], ensure_ascii=False)
+
+    slack.click(APPROVER, "approve", request_id)
+    outcome = slack.wait_outcome("submitted")
+    finished = db.request(request_id).finished_at
+    assert finished is not None
+    assert outcome["text"].endswith(f" · finished {local(finished)}")
+
+
+def test_a_rejection_says_when_in_the_readers_zone(db: Database, slack: SlackDriver) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "reject", request_id)
+    card = slack.wait_card(request_id, "Rejected by")
+    finished = db.request(request_id).finished_at
+    assert finished is not None
+    assert f"Rejected by <@{APPROVER}>, {local(finished)}." in json.dumps(card["blocks"], ensure_ascii=False)

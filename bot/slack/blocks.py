@@ -40,7 +40,7 @@ from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
 from bot.requests.reading import RequestView
 from bot.rules import sending
 from bot.rules.sender_codes import ALL_CONTACTS, SenderCodeRules
-from bot.slack.mrkdwn import escape
+from bot.slack.mrkdwn import escape, local_time
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
 from bot.whatcounts.client import RejectionCause, rejection_cause
@@ -80,10 +80,6 @@ def fit(markup: str, limit: int) -> str:
     if (lt := cut.rfind("<")) > cut.rfind(">"):
         cut = cut[:lt]
     return cut + "…"
-
-
-def fmt_time(request_time: Any) -> str:
-    return f"{request_time:%Y-%m-%d %H:%M} UTC"
 
 
 # --- the modal ---------------------------------------------------------------------------
@@ -327,11 +323,11 @@ def outcome_text(view: RequestView) -> str:
     """What happened, in words a marketer understands."""
     r = view.request
     who = f" by <@{r.closed_by}>" if r.closed_by else ""
-    when = f" at {fmt_time(r.finished_at)}" if r.finished_at else ""
+    when = f", {local_time(r.finished_at)}" if r.finished_at else ""
     approvers = ", ".join(f"<@{a}>" for a in view.approvers)
     match r.state:
         case State.PENDING:
-            return f"Expires at {fmt_time(r.expires_at)}."
+            return f"Expires {local_time(r.expires_at)}."
         case State.SENDING:
             return f"Approved by {approvers}; sending to WhatCounts…"
         case State.SENT if r.dry_run:
@@ -423,5 +419,6 @@ def outcome_message(view: RequestView) -> str:
                f"*{escape(r.campaign_name)}* · group *{group}*"
                + (f" · description “{escape(r.description)}”" if r.description else "")
                + f"\nRequested by <@{r.requester_id}>, approved by "
-               + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody"))
+               + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody")
+               + (f" · finished {local_time(r.finished_at)}" if r.finished_at else ""))
     return f"{headline(r)}\n{outcome_text(view)}\n{summary}"
