@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from tests.fakes import FakeSlack
-from tests.harness import CODE, Database, SlackDriver, request_id_of
+from bot.store.models import ALL_SENDER_CODES
+from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
+from tests.harness import CODE, Database, SlackDriver, bot_with, request_id_of
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 
@@ -76,3 +78,95 @@ def test_a_rejection_says_when_in_the_readers_zone(db: Database, slack: SlackDri
     finished = db.request(request_id).finished_at
     assert finished is not None
     assert f"Rejected by <@{APPROVER}>, {local(finished)}." in json.dumps(card["blocks"], ensure_ascii=False)
+
+
+def card_text(card: dict[str, Any]) -> str:
+    return json.dumps(card["blocks"], ensure_ascii=False)
+
+
+def test_someone_without_access_is_told_whom_to_ask_not_a_command(db: Database, slack: SlackDriver) -> None:
+    db.grant("UADMIN", "admin", ALL_SENDER_CODES)
+    answer = slack.command("UNEWCOMER").text
+    assert "ask <@UADMIN> (admins of the bot)" in answer and "sms-bot" not in answer
+
+
+def test_without_any_admin_the_newcomer_and_the_would_be_admin_are_told_to_ask_who_runs_the_bot(
+        db: Database, slack: SlackDriver) -> None:
+    for text in ("", "admin"):
+        answer = slack.command("UNEWCOMER", text).text
+        assert "ask the people who run this bot" in answer and "sms-bot" not in answer, answer
+
+
+def test_an_unknown_outcome_names_the_sender_codes_admins_a_few_by_name(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack,
+        fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    admins = [f"UADMIN{i}" for i in range(6)]
+    db.grant(admins[0], "admin", ALL_SENDER_CODES)
+    for admin in admins[1:]:
+        db.grant(admin, "admin", CODE)
+    db.grant("UOTHERADMIN", "admin", "OTHERCODE")  # administers another code: not whom to ask
+    fake_whatcounts.reply = WhatCountsReply(200, {"id": 1, "status": "submitted"}, held=True)  # never in time
+    with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_TIMEOUT="0.5") as (_bot, slack):
+        request_id = slack.request(REQUESTER)
+        slack.click(APPROVER, "approve", request_id)
+        outcome = slack.wait_outcome("Outcome unknown")
+        card = card_text(slack.wait_card(request_id, "outcome unknown"))
+    named = ", ".join(f"<@{a}>" for a in admins[:5])
+    for text in (outcome["text"], card):
+        assert f"tell an admin of sender code {CODE} ({named} and 1 more), who can record the answer" in text
+        assert "sms-bot" not in text and "UOTHERADMIN" not in text
+
+
+def test_refused_credentials_are_explained_without_the_bots_settings(
+        db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    fake_whatcounts.reply = WhatCountsReply(401, {"error": "Unauthorized", "status": "Unauthorized",
+                                                  "statusCode": 401})
+    request_id = slack.request(REQUESTER)
+    slack.click(APPROVER, "approve", request_id)
+    outcome = slack.wait_outcome("HTTP 401")["text"]
+    assert "ask the people who run this bot to fix its WhatCounts login" in outcome
+    assert "WHATCOUNTS_" not in outcome
+
+
+def test_the_card_shows_only_rows_with_something_to_say(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    slack.request(REQUESTER, description=None)
+    bare = card_text(fake_slack.calls("chat.postMessage")[0])
+    assert '"Description: "' not in bare and '"Quiet hours: "' not in bare and '"text": "none"' not in bare
+
+    later = datetime.now(UTC).replace(second=0, microsecond=0)
+    db.sender_code(CODE, quiet_start=(later + timedelta(hours=5)).time(), quiet_end=(later + timedelta(hours=7)).time(),
+                   timezone="UTC")
+    slack.request(REQUESTER, campaign_name="Autumn", description="For the autumn list")
+    full = card_text(fake_slack.calls("chat.postMessage")[1])
+    assert '"Description: "' in full and "For the autumn list" in full and '"Quiet hours: "' in full
+
+
+def test_cancel_is_only_the_requests_button_and_the_form_is_discarded_by_name(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    form = slack.open_form(REQUESTER)
+    assert form["close"]["text"] == "Discard" and form["submit"]["text"] == "Request approval"
+    request_id = slack.request(REQUESTER)
+    assert buttons(fake_slack.calls("chat.postMessage")[0])["cancel"]["text"]["text"] == "Cancel request"
+    assert "*Cancel request*" in slack.command(REQUESTER, "help").text
+    slack.click(REQUESTER, "cancel", request_id)
+    slack.wait_card(request_id, f"Cancelled by <@{REQUESTER}>")
+
+
+def test_a_dry_run_outcome_reads_as_what_would_have_been_sent(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack,
+        fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_DRY_RUN="1") as (_bot, slack):
+        request_id = slack.request(REQUESTER, campaign_name="Spring 2026", description="Promo & more")
+        slack.click(APPROVER, "approve", request_id)
+        outcome = slack.wait_outcome("DRY RUN")["text"]
+    assert ("DRY RUN: WhatCounts was not called. It would have sent the SMS message “Spring Sale” from sender code "
+            f"{CODE} to ALL CONTACTS of the sender code, as the campaign “Spring 2026”, described as "
+            "“Promo &amp; more”.") in outcome
+    assert "POST" not in outcome and "/rest/" not in outcome
+    assert fake_whatcounts.posts() == []

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.store.models import Approval, SendRequest
+from bot.rules import grants
+from bot.store.models import Approval, SendRequest, State
 
 
 @dataclass(frozen=True)
@@ -16,6 +17,7 @@ class RequestView:
 
     request: SendRequest
     approvers: tuple[str, ...] = ()
+    code_admins: tuple[str, ...] = ()  # read only while the outcome is unknown: they are whom to ask about it
 
 
 def read_view(session: Session, request_id: str) -> RequestView | None:
@@ -24,4 +26,5 @@ def read_view(session: Session, request_id: str) -> RequestView | None:
         return None
     approvers = session.scalars(select(Approval.approver_id).where(Approval.request_id == request_id)
                                 .order_by(Approval.approved_at, Approval.approver_id))
-    return RequestView(request, tuple(approvers))
+    admins = grants.admins_of(session, request.sender_code) if request.state == State.UNKNOWN else ()
+    return RequestView(request, tuple(approvers), tuple(admins))

@@ -319,7 +319,7 @@ def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, li
 def _refusal(session: Session, prog: str) -> AdminRefused:
     admins = grants.holders(session, Role.ADMIN)
     who = (("ask ", *joined(User(a) for a in admins)) if admins else
-           ("the bot's operator can grant it (", Literal("sms-bot grant USER_ID admin"), ")"))
+           ("ask the people who run this bot to grant you one",))
     return AdminRefused(reply(line(Literal(prog), " is only for admins, and you hold no admin grant: ", *who, ".")),
                         "holds no admin grant", None)
 

@@ -61,7 +61,7 @@ HELP = (
     "or *All contacts*.\n"
     "• The bot posts the request in this channel; an approver for that sender code (not you) "
     "clicks *Approve* and the bot sends it, once, then posts WhatCounts' answer in the thread.\n"
-    "• Until then you can *Cancel* it and approvers can *Reject* it. Requests expire if nobody decides.\n"
+    "• Until then you can *Cancel request* and approvers can *Reject* it. Requests expire if nobody decides.\n"
     "• Sender codes have quiet hours, a daily cap and sometimes a list of channels: the form says "
     "what stops a request before anything is posted.\n"
     "• `/sms-send admin` (admins): grants and sender codes.\n"
@@ -160,7 +160,7 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
             hint=f"Only to send inside quiet hours ({chosen.quiet_hours}): why. "
                  "Shown on the card and kept in the audit trail."))
     return View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
-                submit="Request approval", close="Cancel", blocks=blocks).to_dict()
+                submit="Request approval", close="Discard", blocks=blocks).to_dict()
 
 
 WITHDRAWN = "This SMS send request was not saved, so nothing will be sent. Run /sms-send again if it is wanted."
@@ -239,10 +239,11 @@ def _fields(request: SendRequest) -> RichTextBlock:
         ("Sender code", [_literal(f"{request.sender_code}{label}")]),
         ("Campaign name", [_literal(request.campaign_name)]),
         ("Send to", _audience(request)),
-        ("Description", [_literal(request.description) if request.description
-                         else RichTextElementParts.Text(text="none", style={"italic": True})]),
-        ("Quiet hours", _quiet_hours(request)),
     ]
+    if request.description:  # rows with nothing to say are left out
+        rows.append(("Description", [_literal(request.description)]))
+    if request.quiet_hours:
+        rows.append(("Quiet hours", _quiet_hours(request)))
     parts: list[RichPart] = []
     for name, value in rows:
         parts += [*([_literal("\n")] if parts else []), _bold(f"{name}: "), *value]
@@ -257,8 +258,6 @@ def _audience(request: SendRequest) -> list[RichPart]:
 
 
 def _quiet_hours(request: SendRequest) -> list[RichPart]:
-    if not request.quiet_hours:
-        return [_literal("none set for this sender code")]
     parts: list[RichPart] = [_literal(sending.quiet_status(request.quiet_hours, request.created_at,
                                                            request.expires_at))]
     if request.quiet_override:
@@ -274,8 +273,8 @@ MAX_ERROR = 2000  # WhatCounts' words on a refusal, of the outcome section's 300
 
 # What a refusal from WhatCounts means for the person who asked for the send; the bold words name the card's fields.
 REJECTION_ADVICE = {
-    RejectionCause.CREDENTIALS: "WhatCounts did not accept the bot's credentials, so nothing was sent. The bot's "
-                                "WHATCOUNTS_REALM or WHATCOUNTS_PASSWORD is wrong: ask the bot's operator to fix it.",
+    RejectionCause.CREDENTIALS: "WhatCounts did not accept the bot's credentials, so nothing was sent: ask the "
+                                "people who run this bot to fix its WhatCounts login, then request the send again.",
     RejectionCause.NO_ACCESS: "WhatCounts refused the bot access to this call: ask the bot's operator to check its "
                               "API settings.",
     RejectionCause.NO_SUCH_MESSAGE: "WhatCounts has no SMS message with that name: check the *Message name* "
@@ -319,6 +318,19 @@ def _reason(r: SendRequest) -> str:
     return escape(r.reason or "") + recorded_by
 
 
+MAX_NAMED = 5  # people mentioned by name before "and N more"
+
+
+def _whom_to_ask(view: RequestView) -> str:
+    """The sender code's admins, a few by name; or who runs the bot when the code has none."""
+    admins = view.code_admins
+    if not admins:
+        return f"the people who run this bot (sender code {view.request.sender_code} has no admin)"
+    named = ", ".join(f"<@{a}>" for a in admins[:MAX_NAMED])
+    more = f" and {len(admins) - MAX_NAMED} more" if len(admins) > MAX_NAMED else ""
+    return f"an admin of sender code {view.request.sender_code} ({named}{more})"
+
+
 def outcome_text(view: RequestView) -> str:
     """What happened, in words a marketer understands."""
     r = view.request
@@ -345,8 +357,8 @@ def outcome_text(view: RequestView) -> str:
             text = _reason(r)
             if r.state == State.UNKNOWN:
                 text += ("\nIt will not be sent again by itself. Check in WhatCounts (or ask its support) whether this "
-                         "campaign went out before asking again. An admin can record "
-                         f"the answer with `sms-bot resolve {r.id} sent|not-sent`.")
+                         f"campaign went out before asking again, and tell {_whom_to_ask(view)}, who can record "
+                         "the answer on this request.")
             return text
         case State.REJECTED:
             return f"Rejected{who}{when}."
@@ -382,7 +394,7 @@ def card(view: RequestView) -> list[dict[str, Any]]:
                                                          f"{request.sender_code}. {consequence}", emoji=False))),
             ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger",
                           accessibility_label=_clip(f"Reject this request: {what}", 75)),
-            ButtonElement(text="Cancel", action_id=CANCEL, value=request.id,
+            ButtonElement(text="Cancel request", action_id=CANCEL, value=request.id,
                           accessibility_label=_clip(f"Cancel request: {what}", 75)),
         ]))
     return [block.to_dict() for block in blocks]
