@@ -60,7 +60,7 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
         "external_select", "static_select", "plain_text_input", "plain_text_input", "static_select"]
     # The requester's only code is chosen already, so its groups are offered, never free text.
     assert inputs[1]["element"]["initial_option"]["value"] == CODE
-    assert [o["value"] for o in inputs[4]["element"]["options"]] == ["*", "VIP customers", "Leads"]
+    assert [o["value"] for o in inputs[4]["element"]["options"]] == ["VIP customers", "Leads", "*"]
     assert "Marketing US" in json.dumps(view["blocks"])
 
     response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,

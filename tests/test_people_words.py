@@ -170,3 +170,30 @@ def test_a_dry_run_outcome_reads_as_what_would_have_been_sent(
             "“Promo &amp; more”.") in outcome
     assert "POST" not in outcome and "/rest/" not in outcome
     assert fake_whatcounts.posts() == []
+
+
+def send_to(view: dict[str, Any]) -> dict[str, Any]:
+    return next(b["element"] for b in view["blocks"] if b.get("block_id") == "group_name")
+
+
+def test_all_contacts_comes_after_the_codes_groups_and_is_never_chosen_for_you(
+        db: Database, slack: SlackDriver) -> None:
+    db.sender_code(CODE, groups=["VIP customers", "Leads"])
+    db.sender_code("5550000000", groups=["Staff"])
+    db.grant(REQUESTER, "requester", ALL_SENDER_CODES)
+    view = slack.open_form(REQUESTER)
+    assert "initial_option" not in send_to(view)
+
+    redrawn = slack.choose_sender_code(REQUESTER, view, CODE)
+    options = send_to(redrawn)["options"]
+    assert [o["value"] for o in options] == ["VIP customers", "Leads", "*"]
+    assert options[-1]["text"]["text"] == "All contacts of the sender code"
+    assert "initial_option" not in send_to(redrawn)
+
+
+def test_with_one_sender_code_the_code_is_chosen_for_you_but_the_audience_is_not(
+        db: Database, slack: SlackDriver) -> None:
+    db.allow_sends(REQUESTER, APPROVER, groups=["VIP customers"])
+    view = slack.open_form(REQUESTER)
+    assert [o["value"] for o in send_to(view)["options"]] == ["VIP customers", "*"]
+    assert "initial_option" not in send_to(view)

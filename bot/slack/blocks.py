@@ -145,8 +145,9 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
     ]
     if status:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=policy_summary(status))]))
-    groups = [_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group")]
-    groups += [_option(g, g) for g in (chosen.groups if chosen else ())[:MAX_SELECT_OPTIONS - 1]]
+    # The code's groups first; All contacts last, never preselected: the widest send is never the easy one.
+    groups = [_option(g, g) for g in (chosen.groups if chosen else ())[:MAX_SELECT_OPTIONS - 1]]
+    groups.append(_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group"))
     blocks += [
         _text_input("campaign_name", "Campaign name", MAX_NAME),
         _text_input("description", "Description", MAX_DESCRIPTION, optional=True),
