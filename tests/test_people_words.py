@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from bot.rules import grants
 from bot.store.models import ALL_SENDER_CODES
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CODE, Database, SlackDriver, bot_with, request_id_of
+from tests.harness import CODE, Database, SlackDriver, bot_with, request_id_of, run_cli
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 
@@ -197,3 +201,58 @@ def test_with_one_sender_code_the_code_is_chosen_for_you_but_the_audience_is_not
     view = slack.open_form(REQUESTER)
     assert [o["value"] for o in send_to(view)["options"]] == ["VIP customers", "*"]
     assert "initial_option" not in send_to(view)
+
+
+# --- the command line, as careful as Slack --------------------------------------------------
+
+def grants_held(db: Database) -> list[tuple[str, str, str]]:
+    with db.sessions() as session:
+        return [(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session)]
+
+
+@pytest.mark.parametrize("user_id", ["U1", "alice", "u012abcdef", "<@U012ABCDEF>", "C012ABCDEF"])
+def test_the_command_line_refuses_what_slacks_admin_command_refuses_as_a_user_id(
+        db: Database, env: dict[str, str], tmp_path: Path, user_id: str) -> None:
+    for args in (("grant", user_id, "requester", "--sender-code", CODE),
+                 ("revoke", user_id, "requester", "--sender-code", CODE),
+                 ("resolve", "abc123", "sent", "--admin", user_id, "--note", "x"),
+                 ("audit", "--user", user_id)):
+        done = run_cli(*args, env=env, cwd=tmp_path)
+        assert done.returncode == 2 and f"{user_id!r} is not a Slack user ID" in done.stderr, args
+    assert grants_held(db) == [] and db.audit_rows() == []
+
+
+def test_a_grant_for_every_sender_code_must_be_asked_for_by_name(
+        db: Database, env: dict[str, str], tmp_path: Path) -> None:
+    for verb in ("grant", "revoke"):
+        unsaid = run_cli(verb, "U012ABCDEF", "admin", env=env, cwd=tmp_path)
+        assert unsaid.returncode == 2
+        assert (f"say which sender code: --sender-code CODE, or --sender-code '*' to {verb} it for every sender code. "
+                "Nothing was changed.") in unsaid.stderr
+    assert grants_held(db) == [] and db.audit_rows() == []
+    done = run_cli("grant", "U012ABCDEF", "admin", "--sender-code", "*", env=env, cwd=tmp_path)
+    assert done.stdout.strip() == "U012ABCDEF: admin for every sender code granted"
+    assert grants_held(db) == [("U012ABCDEF", "admin", ALL_SENDER_CODES)]
+
+
+def test_the_version_is_the_installed_packages(tmp_path: Path) -> None:
+    done = run_cli("--version", env={"PATH": "/usr/bin:/bin"}, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"sms-bot {version('sms-send-bot')}\n")
+
+
+def test_grants_and_the_audit_table_have_headers_and_the_details_are_json(
+        db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER, campaign_name="Spring 2026", description="Promo & <more>")
+    listing = run_cli("grants", env=env, cwd=tmp_path).stdout.splitlines()
+    assert listing[0].split("\t") == ["USER", "ROLE", "SENDER CODE", "GRANTED BY", "GRANTED AT"]
+    assert [line.split("\t")[:3] for line in listing[1:]] == [[APPROVER, "approver", CODE],
+                                                             [REQUESTER, "requester", CODE]]
+
+    table = run_cli("audit", "--request", request_id, env=env, cwd=tmp_path).stdout.splitlines()
+    assert table[0].split() == ["AT", "(UTC)", "EVENT", "BY", "REQUEST", "SENDER", "CODE", "DETAILS"]
+    [requested] = table[1:]
+    assert requested.split()[1:5] == ["requested", REQUESTER, request_id, CODE]
+    details = json.loads(requested[requested.index("{"):])
+    [event] = [e for e in db.audit_rows() if e.request_id == request_id]
+    assert details == event.details and details["campaign_name"] == "Spring 2026"
