@@ -7,6 +7,7 @@ import getpass
 import sys
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from importlib.metadata import PackageNotFoundError, version
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -96,7 +97,19 @@ def _operator() -> str:
     return f"cli:{getpass.getuser()}"
 
 
+def _user_id(raw: str) -> str:
+    """A Slack user ID, checked as Slack's admin command checks it, before anything is opened or changed."""
+    if not admin.is_user_id(raw):
+        raise argparse.ArgumentTypeError(
+            f"{raw!r} is not a Slack user ID: give their member ID (their Slack profile, ⋮, Copy member ID), "
+            "e.g. U012ABCDEF. Nothing was changed.")
+    return raw
+
+
 def cmd_grant(args: argparse.Namespace, *, add: bool = True) -> None:
+    if args.sender_code is None:
+        raise Stop(f"say which sender code: --sender-code CODE, or --sender-code '*' to {args.command} it for every "
+                   "sender code. Nothing was changed.")
     engine = _database()
     code = admin.parse_scope(args.sender_code)
     change = grants.grant if add else grants.revoke
@@ -109,11 +122,23 @@ def cmd_grants(_args: argparse.Namespace) -> None:
     engine = _database()
     with make_session_factory(engine)() as session:
         rows = grants.list_grants(session)
+    if not rows:
+        print("no grants yet: `sms-bot grant USER_ID requester|approver|admin --sender-code CODE|'*'`")
+        return
+    print("\t".join(GRANTS_HEADER))
     for row in rows:
         scope = "every sender code" if row.sender_code == ALL_SENDER_CODES else row.sender_code
         print(f"{row.user_id}\t{row.role}\t{scope}\t{row.granted_by}\t{row.granted_at:%Y-%m-%d %H:%M} UTC")
-    if not rows:
-        print("no grants yet: `sms-bot grant USER_ID requester|approver|admin [--sender-code CODE]`")
+
+
+GRANTS_HEADER = ("USER", "ROLE", "SENDER CODE", "GRANTED BY", "GRANTED AT")
+
+
+def _version() -> str:
+    try:
+        return version("sms-send-bot")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
 
 
 def _time(raw: str) -> datetime:
@@ -232,6 +257,7 @@ def _add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sms-bot", description="Send WhatCounts SMS campaigns from Slack.")
+    parser.add_argument("--version", action="version", version=f"sms-bot {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the bot (Socket Mode, or HTTP with --http)")
@@ -251,16 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     roles = [r.value for r in Role]
     for name, add in (("grant", True), ("revoke", False)):
         p = sub.add_parser(name, help=f"{name} a role")
-        p.add_argument("user_id", help="Slack user ID, e.g. U012ABCDEF")
+        p.add_argument("user_id", type=_user_id, help="Slack user ID, e.g. U012ABCDEF")
         p.add_argument("role", choices=roles)
-        p.add_argument("--sender-code", help="only this sender code (default: every sender code)")
+        p.add_argument("--sender-code", help="the sender code; '*' (quoted) for every sender code. Required")
         p.set_defaults(run=lambda a, add=add: cmd_grant(a, add=add))
     sub.add_parser("grants", help="list grants").set_defaults(run=cmd_grants)
 
     aud = sub.add_parser("audit", help="show or export the audit trail")
     aud.add_argument("--since", type=_time, help="from this UTC time (inclusive)")
     aud.add_argument("--until", type=_time, help="up to this UTC time (exclusive)")
-    aud.add_argument("--user", help="only events by this Slack user ID")
+    aud.add_argument("--user", type=_user_id, help="only events by this Slack user ID")
     aud.add_argument("--sender-code", help="only events about this sender code; * for those about every code "
                      "(grants for all codes)")
     aud.add_argument("--request", help="only events of this request id")
@@ -270,7 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     res = sub.add_parser("resolve", help="record what WhatCounts support said about an unknown outcome")
     res.add_argument("request_id")
     res.add_argument("outcome", choices=("sent", "not-sent"))
-    res.add_argument("--admin", required=True, help="your Slack user ID (must hold the admin role)")
+    res.add_argument("--admin", required=True, type=_user_id, help="your Slack user ID (must hold the admin role)")
     res.add_argument("--note", required=True, help="what WhatCounts support said")
     res.set_defaults(run=cmd_resolve)
     _add_policy_commands(sub)

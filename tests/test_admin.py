@@ -229,8 +229,10 @@ def test_the_last_admin_for_every_code_cannot_be_revoked_from_slack(
     assert say(slack, ADMIN2, f"revoke {ADMIN} admin").endswith("revoked")
     assert "only for admins" in say(slack, ADMIN, "grants")
     assert say(slack, ADMIN2, f"revoke {ADMIN2} admin").endswith(
-        f"the operator can, on the command line (`sms-bot revoke {ADMIN2} admin`). Nothing was changed.")
+        f"the operator can, on the command line (`sms-bot revoke {ADMIN2} admin --sender-code '*'`). "
+        "Nothing was changed.")
 
-    done = run_cli("revoke", ADMIN2, "admin", env=env, cwd=tmp_path)  # the command line is the break glass
+    # the command line is the break glass
+    done = run_cli("revoke", ADMIN2, "admin", "--sender-code", "*", env=env, cwd=tmp_path)
     assert done.returncode == 0 and done.stdout.strip() == f"{ADMIN2}: admin for every sender code revoked"
     assert state(db)[0] == []

@@ -69,19 +69,21 @@ def test_grant_revoke_and_list(blank_db: dict[str, str], tmp_path: Path) -> None
     env = blank_db
     assert "database is at revision" in run_cli("db", "upgrade", env=env, cwd=tmp_path).stdout
     assert run_cli("db", "upgrade", env=env, cwd=tmp_path).returncode == 0  # idempotent
-    granted = run_cli("grant", "U1", "approver", "--sender-code", "+1 (555) 123-4567", env=env, cwd=tmp_path)
-    assert granted.stdout.strip() == "U1: approver for sender code 15551234567 granted"
-    again = run_cli("grant", "U1", "approver", "--sender-code", "15551234567", env=env, cwd=tmp_path)
+    granted = run_cli("grant", "U01", "approver", "--sender-code", "+1 (555) 123-4567", env=env, cwd=tmp_path)
+    assert granted.stdout.strip() == "U01: approver for sender code 15551234567 granted"
+    again = run_cli("grant", "U01", "approver", "--sender-code", "15551234567", env=env, cwd=tmp_path)
     assert "already held" in again.stdout
-    assert "every sender code granted" in run_cli("grant", "U2", "admin", env=env, cwd=tmp_path).stdout
+    assert "every sender code granted" in run_cli("grant", "U02", "admin", "--sender-code", "*", env=env,
+                                                  cwd=tmp_path).stdout
     listing = run_cli("grants", env=env, cwd=tmp_path).stdout.splitlines()
-    assert [line.split("\t")[:3] for line in listing] == [["U1", "approver", "15551234567"],
-                                                        ["U2", "admin", "every sender code"]]
-    assert "revoked" in run_cli("revoke", "U1", "approver", "--sender-code", "15551234567", env=env,
+    assert [line.split("\t")[:3] for line in listing] == [["USER", "ROLE", "SENDER CODE"],
+                                                        ["U01", "approver", "15551234567"],
+                                                        ["U02", "admin", "every sender code"]]
+    assert "revoked" in run_cli("revoke", "U01", "approver", "--sender-code", "15551234567", env=env,
                                 cwd=tmp_path).stdout
-    bad = run_cli("grant", "U1", "approver", "--sender-code", "12", env=env, cwd=tmp_path)
+    bad = run_cli("grant", "U01", "approver", "--sender-code", "12", env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "is not a sender code" in bad.stderr
-    assert run_cli("grant", "U1", "owner", env=env, cwd=tmp_path).returncode == 2
+    assert run_cli("grant", "U01", "owner", "--sender-code", "*", env=env, cwd=tmp_path).returncode == 2
 
 
 def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[str, str], tmp_path: Path) -> None:
@@ -99,7 +101,7 @@ def test_audit_export_with_filters(db: Database, slack: SlackDriver, env: dict[s
     assert json.loads(by_code[-1])["details"]["whatcounts_id"] == "4711"
     tomorrow = (utcnow() + timedelta(days=1)).date().isoformat()
     assert run_cli("audit", "--since", tomorrow, env=env, cwd=tmp_path).stdout == ""
-    assert len(run_cli("audit", "--until", tomorrow, env=env, cwd=tmp_path).stdout.splitlines()) == 6
+    assert len(run_cli("audit", "--until", tomorrow, env=env, cwd=tmp_path).stdout.splitlines()) == 1 + 6  # header
     assert run_cli("audit", "--since", "yesterday", env=env, cwd=tmp_path).returncode == 2
 
 

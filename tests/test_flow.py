@@ -60,7 +60,7 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
         "external_select", "static_select", "plain_text_input", "plain_text_input", "static_select"]
     # The requester's only code is chosen already, so its groups are offered, never free text.
     assert inputs[1]["element"]["initial_option"]["value"] == CODE
-    assert [o["value"] for o in inputs[4]["element"]["options"]] == ["*", "VIP customers", "Leads"]
+    assert [o["value"] for o in inputs[4]["element"]["options"]] == ["VIP customers", "Leads", "*"]
     assert "Marketing US" in json.dumps(view["blocks"])
 
     response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE,
@@ -73,12 +73,12 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
     for expected in (f'"user_id": "{REQUESTER}"', "Spring Sale", CODE, "Marketing US", "Spring 2026 / week 1",
                      # what people typed is rich text, shown as typed: it can never ping or link
                      "VIP customers", '{"text": "Promo & more <!channel>", "type": "text"}',
-                     '"Approve"', '"Reject"', '"Cancel"',
+                     '"Approve"', '"Reject"', '"Cancel request"',
                      # the text as it goes out, its length and segments, the approvals, expiry, quiet hours
                      "20% off everything until Sunday", "68 characters, 1 SMS segment (GSM-7",
-                     "Approvals: 0 of 1", "Expires at", "none set for this sender code"):
+                     "Approvals: 0 of 1", "Expires <!date^"):
         assert expected in card_text, expected
-    assert "ALL CONTACTS" not in card_text
+    assert "ALL CONTACTS" not in card_text and "Quiet hours" not in card_text  # the code has none: no empty row
     request_id = request_id_of(card)
 
     assert slack.click(APPROVER, "approve", request_id).status_code == 200
@@ -141,7 +141,8 @@ def test_timeout_reports_unknown_and_never_resends(db: Database, env: dict[str, 
         outcome = slack.wait_outcome("Outcome unknown")
     assert "It will not be sent again by itself" in outcome["text"]
     assert "whether this campaign went out before asking again" in outcome["text"]
-    assert f"`sms-bot resolve {request_id} sent|not-sent`" in outcome["text"]
+    assert "who can record the answer with *Record outcome* below" in outcome["text"]
+    assert "sms-bot" not in outcome["text"]
     assert len(fake_whatcounts.posts()) == 1
     assert db.request(request_id).state == "unknown"
 

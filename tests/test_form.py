@@ -78,7 +78,7 @@ def test_choosing_a_sender_code_redraws_the_form_with_its_groups(
     assert [o["value"] for o in inputs(view)["group_name"]["element"]["options"]] == ["*"]
 
     redrawn = slack.choose_sender_code(REQUESTER, view, CODE)
-    assert [o["value"] for o in inputs(redrawn)["group_name"]["element"]["options"]] == ["*", "VIP"]
+    assert [o["value"] for o in inputs(redrawn)["group_name"]["element"]["options"]] == ["VIP", "*"]
     summary = json.dumps(redrawn["blocks"])
     assert "Marketing US" in summary and "2 approvals needed" in summary and "0 of 5 sends used today" in summary
     update = fake_slack.calls("views.update")[-1]

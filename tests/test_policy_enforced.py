@@ -189,8 +189,9 @@ def test_dry_run_does_everything_but_the_post(db: Database, env: dict[str, str],
         slack.click(APPROVER, "approve", request_id)
         outcome = slack.wait_outcome("DRY RUN")
         assert "WhatCounts was not called" in outcome["text"]
-        assert ("/rest/sms/sendMessageToSenderCode/Spring%20Sale/5551234567/Spring%202026?groupName=VIP"
-                in outcome["text"])
+        assert ("It would have sent the SMS message “Spring Sale” from sender code 5551234567 to the group “VIP”, "
+                "as the campaign “Spring 2026”.") in outcome["text"]
+        assert "/rest/" not in outcome["text"] and "http" not in outcome["text"]
         slack.wait_card(request_id, "DRY RUN complete")
     request = db.request(request_id)
     assert (request.state, request.dry_run, request.whatcounts_id) == ("sent", True, None)

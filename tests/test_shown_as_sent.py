@@ -47,8 +47,9 @@ def test_typed_text_is_shown_on_the_card_exactly_as_it_will_be_sent(
         assert ("text", typed) in texts, typed  # a rich text element: shown as it is, never read as mrkdwn
         assert not any(typed in text for kind, text in texts if kind == "mrkdwn"), typed
     # The fallback (notifications, old clients) is escaped: it can neither ping nor link.
-    assert card["text"] == f"SMS send pending: Promo &lt;!here&gt; *50%* to sender code {CODE} " \
-                           f"(request {request_id_of(card)})"
+    assert card["text"] == (f"SMS send waiting for approval: campaign “{CAMPAIGN}” (message Promo &lt;!here&gt; "
+                            f"*50%*) to group *VIP* list of sender code {CODE}, requested by <@{REQUESTER}>. "
+                            f"Request {request_id_of(card)}.")
 
     slack.click(APPROVER, "approve", request_id_of(card))
     slack.wait_outcome("submitted")

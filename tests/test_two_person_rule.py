@@ -84,12 +84,13 @@ def test_an_admin_of_every_code_cannot_grant_themselves_either_but_the_operator_
         "Nobody changes their own grants, admins included, so that no one can make a send possible alone: "
         f"ask <@{CODE_ADMIN}>. Nothing was changed.")
     assert say(slack, ADMIN, f"grant {ADMIN} approver").endswith(
-        f"the operator can, on the command line (`sms-bot grant {ADMIN} approver`). Nothing was changed.")
+        f"the operator can, on the command line (`sms-bot grant {ADMIN} approver --sender-code '*'`). "
+        "Nothing was changed.")
     assert held(db, ADMIN) == {("admin", "*")}
     assert refusals(db) == [(ADMIN, CODE, "own grant: grant requester"), (ADMIN, "*", "own grant: grant approver")]
 
     # The command line is the operator's break glass: it acts in the operator's name, audited as such.
-    done = run_cli("grant", ADMIN, "approver", env=env, cwd=tmp_path)
+    done = run_cli("grant", ADMIN, "approver", "--sender-code", "*", env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert held(db, ADMIN) == {("admin", "*"), ("approver", "*")}
     last = db.audit_rows()[-1]

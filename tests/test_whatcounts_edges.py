@@ -73,7 +73,8 @@ def test_an_acceptance_arriving_after_an_admin_recorded_not_sent_is_a_conflict_a
         outcome = slack.wait_outcome("Conflicting outcomes")
         assert "recorded as not sent by UADMIN" in outcome["text"] and "support saw nothing" in outcome["text"]
         assert "accepted the send (id 4711" in outcome["text"]
-        assert f"sms-bot resolve {request_id} sent|not-sent" in outcome["text"]
+        assert f"tell an admin of sender code {CODE} (<@{ADMIN}>), who can record the answer" in outcome["text"]
+        assert "sms-bot" not in outcome["text"]
         slack.wait_card(request_id, "Conflicting outcomes")
 
     request = db.request(request_id)
@@ -105,7 +106,8 @@ def test_an_answer_that_is_not_whatcounts_own_error_is_unknown_and_counts_agains
     assert f"HTTP {reply.status}" in outcome["text"] and "may have reached WhatCounts" in outcome["text"]
     assert "refused" not in outcome["text"]
     card = json.dumps(slack.wait_card(request_id, "outcome unknown")["blocks"])
-    assert "refused" not in card and f"sms-bot resolve {request_id}" in card
+    assert "refused" not in card and "sms-bot" not in card
+    assert "who can record the answer with *Record outcome* below" in card
     request = db.request(request_id)
     assert (request.state, request.http_status) == ("unknown", reply.status)
 

@@ -39,7 +39,6 @@ from bot.whatcounts.client import (
     Sent,
     Unknown,
     WhatCountsClient,
-    send_url,
 )
 
 log = logging.getLogger(__name__)
@@ -383,10 +382,8 @@ class Lifecycle:
         if stop is not None:
             return self._finish(request, State.FAILED, "failed", reason=stop)
         if request.dry_run or self.dry_run:
-            return self._finish(request, State.SENT, "sent", whatcounts_status="dry run", dry_run=True, reason=(
-                "DRY RUN: WhatCounts was not called. The bot would have sent POST "
-                + send_url("", request.message_name, request.sender_code, request.campaign_name,
-                           request.description, request.group_name)))
+            return self._finish(request, State.SENT, "sent", whatcounts_status="dry run", dry_run=True,
+                                reason=dry_run_summary(request))
         with self.sessions.begin() as session:
             if not self._hold(session, request_id, budget):
                 return self._finish(request, State.FAILED, "failed", reason=TOO_LATE)
@@ -562,6 +559,15 @@ def _fit(column: object, text: str) -> str:
 
 def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def dry_run_summary(request: SendRequest) -> str:
+    """What a dry run would have sent, in words: the outcome people read and the audit trail keep."""
+    audience = f"the group “{request.group_name}”" if request.group_name else "ALL CONTACTS of the sender code"
+    described = f", described as “{request.description}”" if request.description else ""
+    return (f"DRY RUN: WhatCounts was not called. It would have sent the SMS message “{request.message_name}” "
+            f"from sender code {request.sender_code} to {audience}, as the campaign “{request.campaign_name}”"
+            f"{described}.")
 
 
 def _late_answer(state: State, values: dict[str, object]) -> str:

@@ -201,11 +201,21 @@ def _global_admins(session: Session, *, lock: bool = False) -> list[str]:
     return list(session.scalars(stmt.with_for_update() if lock else stmt))
 
 
+def is_user_id(raw: str) -> bool:
+    """Whether `raw` is a Slack user ID: the one check for Slack's admin command and the command line."""
+    return USER_ID.fullmatch(raw) is not None
+
+
 def _user(raw: str) -> str:
-    if not USER_ID.fullmatch(raw):
+    if not is_user_id(raw):
         raise AdminError(f"{raw!r} is not a Slack user ID: give their member ID (their profile, ⋮, Copy member "
                          "ID), e.g. U012ABCDEF, or mention them. Nothing was changed.")
     return raw
+
+
+def cli_scope(code: str) -> str:
+    """The command line's `--sender-code` for a scope: every sender code must be asked for by name."""
+    return f"--sender-code {code}" if code != ALL_SENDER_CODES else "--sender-code '*'"
 
 
 def _grant_parser(prog: str, name: str) -> Parser:
@@ -222,7 +232,7 @@ def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> Reply:
         others = ctx.others_who_administer(code)
         ask = (("ask ", *joined(User(a) for a in others)) if others else
                ("the operator can, on the command line (",
-                Literal(f"sms-bot {'grant' if add else 'revoke'} {user} {role}"), ")"))
+                Literal(f"sms-bot {'grant' if add else 'revoke'} {user} {role} {cli_scope(code)}"), ")"))
         raise AdminRefused(reply(line("Nobody changes their own grants, admins included, so that no one can make a "
                                       "send possible alone: ", *ask, ". Nothing was changed.")),
                            f"own grant: {'grant' if add else 'revoke'} {role}", code)
@@ -231,7 +241,7 @@ def _grant(ctx: _Context, args: argparse.Namespace, *, add: bool) -> Reply:
             and _global_admins(ctx.session, lock=True) == [user]):
         raise AdminRefused(reply(line(
             User(user), " holds the last admin grant for every sender code, so it stays: grant another admin for "
-            "every code first, or use the command line (", Literal(f"sms-bot revoke {user} admin"),
+            "every code first, or use the command line (", Literal(f"sms-bot revoke {user} admin {cli_scope(code)}"),
             "). Nothing was changed.")), "the last admin for every sender code", ALL_SENDER_CODES)
     change = grants.grant if add else grants.revoke
     changed = change(ctx.session, user, role, code, ctx.actor)
@@ -319,7 +329,7 @@ def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, li
 def _refusal(session: Session, prog: str) -> AdminRefused:
     admins = grants.holders(session, Role.ADMIN)
     who = (("ask ", *joined(User(a) for a in admins)) if admins else
-           ("the bot's operator can grant it (", Literal("sms-bot grant USER_ID admin"), ")"))
+           ("ask the people who run this bot to grant you one",))
     return AdminRefused(reply(line(Literal(prog), " is only for admins, and you hold no admin grant: ", *who, ".")),
                         "holds no admin grant", None)
 

@@ -59,6 +59,13 @@ def holders(session: Session, role: Role) -> list[str]:
     return list(session.scalars(stmt))
 
 
+def admins_of(session: Session, sender_code: str) -> list[str]:
+    """Who administers `sender_code`: its own admins and those of every sender code."""
+    stmt = (select(Grant.user_id).where(Grant.role == Role.ADMIN, Grant.sender_code.in_(scopes_covering(sender_code)))
+            .distinct().order_by(Grant.user_id))
+    return list(session.scalars(stmt))
+
+
 def list_grants(session: Session) -> list[Grant]:
     return list(session.scalars(select(Grant).order_by(Grant.user_id, Grant.role, Grant.sender_code)))
 

@@ -40,7 +40,7 @@ from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
 from bot.requests.reading import RequestView
 from bot.rules import sending
 from bot.rules.sender_codes import ALL_CONTACTS, SenderCodeRules
-from bot.slack.mrkdwn import escape
+from bot.slack.mrkdwn import escape, local_time
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
 from bot.whatcounts.client import RejectionCause, rejection_cause
@@ -65,7 +65,7 @@ HELP = (
     "or *All contacts*.\n"
     "• The bot posts the request in this channel; an approver for that sender code (not you) "
     "clicks *Approve* and the bot sends it, once, then posts WhatCounts' answer in the thread.\n"
-    "• Until then you can *Cancel* it and approvers can *Reject* it. Requests expire if nobody decides.\n"
+    "• Until then you can *Cancel request* and approvers can *Reject* it. Requests expire if nobody decides.\n"
     "• Sender codes have quiet hours, a daily cap and sometimes a list of channels: the form says "
     "what stops a request before anything is posted.\n"
     "• `/sms-send admin` (admins): grants and sender codes.\n"
@@ -84,10 +84,6 @@ def fit(markup: str, limit: int) -> str:
     if (lt := cut.rfind("<")) > cut.rfind(">"):
         cut = cut[:lt]
     return cut + "…"
-
-
-def fmt_time(request_time: Any) -> str:
-    return f"{request_time:%Y-%m-%d %H:%M} UTC"
 
 
 # --- the modal ---------------------------------------------------------------------------
@@ -153,8 +149,9 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
     ]
     if status:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=policy_summary(status))]))
-    groups = [_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group")]
-    groups += [_option(g, g) for g in (chosen.groups if chosen else ())[:MAX_SELECT_OPTIONS - 1]]
+    # The code's groups first; All contacts last, never preselected: the widest send is never the easy one.
+    groups = [_option(g, g) for g in (chosen.groups if chosen else ())[:MAX_SELECT_OPTIONS - 1]]
+    groups.append(_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group"))
     blocks += [
         _text_input("campaign_name", "Campaign name", MAX_NAME),
         _text_input("description", "Description", MAX_DESCRIPTION, optional=True),
@@ -168,7 +165,7 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
             hint=f"Only to send inside quiet hours ({chosen.quiet_hours}): why. "
                  "Shown on the card and kept in the audit trail."))
     return View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
-                submit="Request approval", close="Cancel", blocks=blocks).to_dict()
+                submit="Request approval", close="Discard", blocks=blocks).to_dict()
 
 
 WITHDRAWN = "This SMS send request was not saved, so nothing will be sent. Run /sms-send again if it is wanted."
@@ -247,10 +244,11 @@ def _fields(request: SendRequest) -> RichTextBlock:
         ("Sender code", [_literal(f"{request.sender_code}{label}")]),
         ("Campaign name", [_literal(request.campaign_name)]),
         ("Send to", _audience(request)),
-        ("Description", [_literal(request.description) if request.description
-                         else RichTextElementParts.Text(text="none", style={"italic": True})]),
-        ("Quiet hours", _quiet_hours(request)),
     ]
+    if request.description:  # rows with nothing to say are left out
+        rows.append(("Description", [_literal(request.description)]))
+    if request.quiet_hours:
+        rows.append(("Quiet hours", _quiet_hours(request)))
     parts: list[RichPart] = []
     for name, value in rows:
         parts += [*([_literal("\n")] if parts else []), _bold(f"{name}: "), *value]
@@ -265,8 +263,6 @@ def _audience(request: SendRequest) -> list[RichPart]:
 
 
 def _quiet_hours(request: SendRequest) -> list[RichPart]:
-    if not request.quiet_hours:
-        return [_literal("none set for this sender code")]
     parts: list[RichPart] = [_literal(sending.quiet_status(request.quiet_hours, request.created_at,
                                                            request.expires_at))]
     if request.quiet_override:
@@ -282,8 +278,8 @@ MAX_ERROR = 2000  # WhatCounts' words on a refusal, of the outcome section's 300
 
 # What a refusal from WhatCounts means for the person who asked for the send; the bold words name the card's fields.
 REJECTION_ADVICE = {
-    RejectionCause.CREDENTIALS: "WhatCounts did not accept the bot's credentials, so nothing was sent. The bot's "
-                                "WHATCOUNTS_REALM or WHATCOUNTS_PASSWORD is wrong: ask the bot's operator to fix it.",
+    RejectionCause.CREDENTIALS: "WhatCounts did not accept the bot's credentials, so nothing was sent: ask the "
+                                "people who run this bot to fix its WhatCounts login, then request the send again.",
     RejectionCause.NO_ACCESS: "WhatCounts refused the bot access to this call: ask the bot's operator to check its "
                               "API settings.",
     RejectionCause.NO_SUCH_MESSAGE: "WhatCounts has no SMS message with that name: check the *Message name* "
@@ -327,16 +323,29 @@ def _reason(r: SendRequest) -> str:
     return escape(r.reason or "") + recorded_by
 
 
+MAX_NAMED = 5  # people mentioned by name before "and N more"
+
+
+def _whom_to_ask(view: RequestView) -> str:
+    """The sender code's admins, a few by name; or who runs the bot when the code has none."""
+    admins = view.code_admins
+    if not admins:
+        return f"the people who run this bot (sender code {view.request.sender_code} has no admin)"
+    named = ", ".join(f"<@{a}>" for a in admins[:MAX_NAMED])
+    more = f" and {len(admins) - MAX_NAMED} more" if len(admins) > MAX_NAMED else ""
+    return f"an admin of sender code {view.request.sender_code} ({named}{more})"
+
+
 def outcome_text(view: RequestView) -> str:
     """What happened, in words a marketer understands."""
     r = view.request
     who = f" by <@{r.closed_by}>" if r.closed_by else ""
-    when = f" at {fmt_time(r.finished_at)}" if r.finished_at else ""
+    when = f", {local_time(r.finished_at)}" if r.finished_at else ""
     words = f": “{escape(r.reason)}”" if r.reason else ""
     approvers = ", ".join(f"<@{a}>" for a in view.approvers)
     match r.state:
         case State.PENDING:
-            return f"Expires at {fmt_time(r.expires_at)}."
+            return f"Expires {local_time(r.expires_at)}."
         case State.SENDING:
             return f"Approved by {approvers}; sending to WhatCounts…"
         case State.SENT if r.dry_run:
@@ -354,9 +363,8 @@ def outcome_text(view: RequestView) -> str:
             text = _reason(r)
             if r.state == State.UNKNOWN:
                 text += ("\nIt will not be sent again by itself. Check in WhatCounts (or ask its support) whether this "
-                         f"campaign went out before asking again. An admin of sender code {r.sender_code} "
-                         "records the answer with *Record outcome* below "
-                         f"(or `sms-bot resolve {r.id} sent|not-sent`).")
+                         f"campaign went out before asking again, and tell {_whom_to_ask(view)}, who can record "
+                         "the answer with *Record outcome* below.")
             return text
         case State.REJECTED:
             return f"Rejected{who}{when}{words}"
@@ -381,14 +389,21 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         SectionBlock(text=fit(outcome_text(view), SECTION_TEXT)),
     ]
     if request.state == State.PENDING:
+        audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"
+        what = f"campaign {request.campaign_name} to {audience}"
         blocks.append(ActionsBlock(block_id="decision", elements=[
             ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
+                          accessibility_label=_clip(f"Approve and send: {what}", 75),
                           confirm=ConfirmObject(title="Send this SMS?", confirm="Approve", deny="Back",
                                                 text=PlainTextObject(text=_confirm_text(request), emoji=False))),
-            ButtonElement(text="Approve with note", action_id=APPROVE_WITH_NOTE, value=request.id),
-            ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger"),
-            ButtonElement(text="Cancel", action_id=CANCEL, value=request.id),
+            ButtonElement(text="Approve with note", action_id=APPROVE_WITH_NOTE, value=request.id,
+                          accessibility_label=_clip(f"Approve with a note: {what}", 75)),
+            ButtonElement(text="Reject", action_id=REJECT, value=request.id, style="danger",
+                          accessibility_label=_clip(f"Reject this request: {what}", 75)),
+            ButtonElement(text="Cancel request", action_id=CANCEL, value=request.id,
+                          accessibility_label=_clip(f"Cancel request: {what}", 75)),
             ButtonElement(text="Withdraw (admins)", action_id=WITHDRAW, value=request.id,
+                          accessibility_label=_clip(f"Withdraw this request (admins): {what}", 75),
                           confirm=ConfirmObject(title="Withdraw this request?", confirm="Withdraw", deny="Back",
                                                 text="Only admins of its sender code can. Nothing will be sent, "
                                                      "and the requester is told in the thread.")),
@@ -458,10 +473,27 @@ def decision_reply(view: RequestView, event: str, actor_id: str) -> str:
             return f"<@{actor_id}> approved" + (f": “{escape(note)}”" if note else ".")
 
 
+# The card's notification and screen-reader text, said without the card.
+FALLBACK_STATE = {
+    State.PENDING: "waiting for approval",
+    State.SENDING: "approved, sending",
+    State.SENT: "submitted to WhatCounts",
+    State.FAILED: "failed, nothing sent",
+    State.UNKNOWN: "outcome unknown",
+    State.REJECTED: "rejected",
+    State.CANCELLED: "cancelled",
+    State.EXPIRED: "expired, nothing sent",
+}
+
+
 def card_fallback(view: RequestView) -> str:
+    """The card in one sentence, for notifications and screen readers: what, to whom, by whom, where it stands."""
     r = view.request
-    dry = "DRY RUN " if r.dry_run else ""
-    return f"{dry}SMS send {r.state}: {escape(r.message_name)} to sender code {r.sender_code} (request {r.id})"
+    dry = "DRY RUN (nothing is sent) " if r.dry_run else ""
+    audience = f"group {escape(r.group_name)}" if r.group_name else "ALL CONTACTS"
+    return (f"{dry}SMS send {FALLBACK_STATE[r.state]}: campaign “{fit(escape(r.campaign_name), 200)}” "
+            f"(message {fit(escape(r.message_name), 200)}) to {audience} of sender code {r.sender_code}, "
+            f"requested by <@{r.requester_id}>. Request {r.id}.")
 
 
 def outcome_message(view: RequestView) -> str:
@@ -472,5 +504,6 @@ def outcome_message(view: RequestView) -> str:
                f"*{escape(r.campaign_name)}* · group *{group}*"
                + (f" · description “{escape(r.description)}”" if r.description else "")
                + f"\nRequested by <@{r.requester_id}>, approved by "
-               + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody"))
+               + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody")
+               + (f" · finished {local_time(r.finished_at)}" if r.finished_at else ""))
     return f"{headline(r)}\n{outcome_text(view)}\n{summary}"

@@ -51,7 +51,8 @@ class CardPublisher:
             return
         try:
             self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, reply_broadcast=True,
-                                         text=blocks.outcome_message(view))
+                                         text=blocks.outcome_message(view), unfurl_links=False,
+                                         unfurl_media=False)
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("request %s: outcome post failed, will retry: %s", r.id, _slack_error(exc))
             self.outbox.release_outcome_post(r.id)

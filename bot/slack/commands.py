@@ -21,9 +21,9 @@ log = logging.getLogger(__name__)
 
 
 def no_access_text(user_id: str, admins: list[str]) -> str:
-    who = f"{mentions(admins)} can grant it" if admins else "the bot's operator can grant it"
-    return (f"You don't have access to request SMS sends. Ask for the *requester* role: {who} "
-            f"(`sms-bot grant {user_id} requester --sender-code CODE`).")
+    who = f"ask {mentions(admins)}" if admins else "ask the people who run this bot"
+    return (f"You don't have access to request SMS sends. To get the *requester* role for a sender code, {who} "
+            "(admins of the bot).")
 
 
 def nothing_to_offer_text(reason: EmptyReason) -> str:

@@ -30,7 +30,7 @@ from bot.requests.reading import RequestView
 from bot.rules.grants import scope_name
 from bot.slack import blocks
 from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
-from bot.slack.mrkdwn import USER_ID, escape, mention
+from bot.slack.mrkdwn import USER_ID, escape, local_time, mention
 from bot.store.models import Role, SendRequest
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def notice_view(text: str) -> dict[str, Any]:
 def _summary(r: SendRequest) -> str:
     group = escape(r.group_name) if r.group_name else "all contacts"
     text = (f"*{escape(r.campaign_name)}*: message *{escape(r.message_name)}* to {group} of sender code "
-            f"{r.sender_code}, requested by {mention(r.requester_id)} on {blocks.fmt_time(r.created_at)} "
+            f"{r.sender_code}, requested by {mention(r.requester_id)} {local_time(r.created_at)} "
             f"(request `{r.id}`)")
     return blocks.fit(text, blocks.SECTION_TEXT - 200)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import UTC, datetime
 
 from bot.text import Block, Channel, Line, Listing, Literal, Part, Reply, Title, User
 
@@ -26,6 +27,13 @@ def mentions(user_ids: Iterable[str]) -> str:
 
 def channel_link(channel_id: str) -> str:
     return f"<#{channel_id}>"
+
+
+def local_time(moment: datetime) -> str:
+    """A moment as each reader's Slack shows it, in their own zone ("Today at 4:34 AM"); the UTC time when it
+    cannot (old clients, notifications). A naive datetime is UTC, as the database stores it."""
+    utc = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).astimezone(UTC)
+    return f"<!date^{int(utc.timestamp())}^{{date_short_pretty}} at {{time}}|{utc:%Y-%m-%d %H:%M} UTC>"
 
 
 def part(value: Part) -> str:

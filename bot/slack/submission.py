@@ -72,7 +72,8 @@ class Submission:
         preview = RequestView(draft)
         try:
             posted = self.client.chat_postMessage(channel=channel_id, text=blocks.card_fallback(preview),
-                                                  blocks=blocks.card(preview))
+                                                  blocks=blocks.card(preview), unfurl_links=False,
+                                                  unfurl_media=False)
         except SlackApiError as exc:
             error = str(exc.response.get("error"))
             log.warning("request card not posted in %s: %s", channel_id, error)

@@ -105,9 +105,18 @@ def to_csv(events: Iterable[AuditEvent]) -> Iterator[str]:
     yield buffer.getvalue()
 
 
+def _table_line(at: str, event: str, actor: str, request: str, code: str, details: str) -> str:
+    return f"{at:<20}  {event:<9}  {actor:<12}  {request:<12}  {code:<12}  {details}\n"
+
+
 def to_table(events: Iterable[AuditEvent]) -> Iterator[str]:
+    """Aligned columns under a header; the details as JSON, as in the CSV and JSON Lines exports."""
+    header = False
     for event in events:
+        if not header:
+            yield _table_line("AT (UTC)", "EVENT", "BY", "REQUEST", "SENDER CODE", "DETAILS")
+            header = True
         row = _row(event)
-        details = " ".join(f"{k}={v}" for k, v in sorted(row["details"].items()))
-        yield (f"{row['at']}  {row['event']:<9}  {row['actor_id']:<12}  {row['request_id'] or '-':<12}  "
-               f"{row['sender_code'] or '-':<12}  {details}\n")
+        details = json.dumps(row["details"], ensure_ascii=False, sort_keys=True)
+        yield _table_line(row["at"], row["event"], row["actor_id"], row["request_id"] or "-",
+                          row["sender_code"] or "-", details)
