@@ -38,9 +38,10 @@ from slack_sdk.models.views import View
 from bot.requests.choices import CodeStatus, FormChoices
 from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
 from bot.requests.reading import RequestView
+from bot.requests.reminders import Reminder
 from bot.rules import sending
 from bot.rules.sender_codes import ALL_CONTACTS, SenderCodeRules
-from bot.slack.mrkdwn import escape, local_time
+from bot.slack.mrkdwn import escape, local_time, mention
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch
 from bot.whatcounts.client import RejectionCause, rejection_cause
@@ -507,3 +508,14 @@ def outcome_message(view: RequestView) -> str:
                + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody")
                + (f" · finished {local_time(r.finished_at)}" if r.finished_at else ""))
     return f"{headline(r)}\n{outcome_text(view)}\n{summary}"
+
+
+def reminder_message(reminder: Reminder) -> str:
+    """The one thread reply before a request expires, mentioning the approvers who have not decided."""
+    r = reminder.view.request
+    named = ", ".join(mention(a) for a in reminder.undecided[:MAX_NAMED])
+    more = f" and {len(reminder.undecided) - MAX_NAMED} more" if len(reminder.undecided) > MAX_NAMED else ""
+    who = (f"{named}{more}: this request is waiting for your decision"
+           if reminder.undecided else f"Nobody who can approve sender code {r.sender_code} has decided yet")
+    return (f"Reminder — {who}. Message *{escape(r.message_name)}* for {mention(r.requester_id)} "
+            f"expires {local_time(r.expires_at)} unless it is approved or rejected on the card above.")
