@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
+import pytest
 from alembic import command
 from sqlalchemy import text, update
 
 from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import SendRequest
-from tests.harness import CODE, Database, SlackDriver
+from tests.fakes import FakeSlack
+from tests.harness import CODE, Database, SlackDriver, running_bot
 
 REQUESTER, APPROVER, OTHER_APPROVER = "UREQUESTER", "UAPPROVER", "UAPPROVER2"
 
@@ -72,6 +77,26 @@ def test_a_reminder_slack_refused_is_posted_by_a_later_sweep_and_only_once(db: D
     sweep(slack)
     assert len(reminders(slack)) == 2  # the refused try, then the one Slack took
     assert db.request(request_id).reminded_at is not None
+
+
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_two_bot_processes_sweeping_one_database_remind_once(
+        db: Database, env: dict[str, str], tmp_path: Path, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    """This bot and a `sms-bot serve` process both sweep (it every 0.3 s, this one in eight threads at once)
+    while Slack is slow to take the post: the reminder is claimed by one of them and posted once."""
+    db.allow_sends(REQUESTER, APPROVER)
+    with running_bot(env, tmp_path):
+        request_id = slack.request(REQUESTER)
+        fake_slack.slow("chat.postMessage", 0.5)
+        half_its_time_passes(db, request_id)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda _i: sweep(slack), range(8)))
+        fake_slack.wait_until(lambda: db.request(request_id).reminded_at is not None, what="the reminder")
+        fake_slack.slow("chat.postMessage", 0)
+        sweep(slack)
+        time.sleep(1)  # the other process sweeps three more times, finding it reminded
+    assert len(reminders(slack)) == 1
+    assert len([c for c in fake_slack.calls("chat.postMessage") if c.get("thread_ts")]) == 1
 
 
 def test_migration_0007_keeps_requests_and_remembers_reminders(database_url: str) -> None:
