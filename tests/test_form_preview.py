@@ -42,6 +42,16 @@ def test_the_chosen_sender_codes_rules_stay_in_the_form_when_a_message_is_chosen
     assert "*Marketing*: 1 approval needed" in json.dumps(redrawn["blocks"])
 
 
+def test_the_chosen_messages_text_stays_in_the_form_when_a_sender_code_is_chosen(
+        db: Database, slack: SlackDriver) -> None:
+    db.sender_code(CODE, label="Marketing")
+    db.grant(REQUESTER, "requester")
+    view = slack.choose_message(REQUESTER, slack.open_form(REQUESTER), "Spring Sale")
+    redrawn = slack.choose_sender_code(REQUESTER, view, CODE, message="Spring Sale")
+    assert SPRING_TEXT in under_the_message(redrawn)
+    assert "*Marketing*: 1 approval needed" in json.dumps(redrawn["blocks"])
+
+
 def test_a_message_whatcounts_cannot_show_is_said_so_in_the_form(
         db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:
     db.sender_code(CODE)
