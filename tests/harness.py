@@ -463,15 +463,21 @@ class SlackDriver:
         }
         return self.post(urlencode({"payload": json.dumps(payload)}))
 
-    def choose_sender_code(self, user_id: str, view: dict[str, Any], code: str) -> dict[str, Any]:
-        """Pick a sender code in the open form, as Slack reports it; returns the form the bot redraws."""
+    def choose_sender_code(self, user_id: str, view: dict[str, Any], code: str,
+                           message: str | None = None) -> dict[str, Any]:
+        """Pick a sender code in the open form (a `message` already chosen there), as Slack reports it;
+        returns the form the bot redraws."""
         before = len(self.slack.calls("views.update"))
-        self.pick_sender_code(user_id, view, code)
+        self.pick_sender_code(user_id, view, code, message)
         self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
         return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
 
-    def pick_sender_code(self, user_id: str, view: dict[str, Any], code: str) -> None:
+    def pick_sender_code(self, user_id: str, view: dict[str, Any], code: str, message: str | None = None) -> None:
         """The `block_actions` Slack sends when a sender code is picked in the open form; joined, not awaited."""
+        values: dict[str, Any] = {}
+        if message:
+            values["message_name"] = {"message_name": {"type": "external_select", "selected_option": {
+                "text": {"type": "plain_text", "text": message}, "value": message}}}
         payload = {
             "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
@@ -479,7 +485,7 @@ class SlackDriver:
             "container": {"type": "view", "view_id": "V1"},
             "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
                      "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
-                     "blocks": view["blocks"], "title": view["title"], "state": {"values": {}}},
+                     "blocks": view["blocks"], "title": view["title"], "state": {"values": values}},
             "actions": [{"action_id": "sender_code", "block_id": "sender_code", "type": "static_select",
                          "selected_option": {"text": {"type": "plain_text", "text": code}, "value": code},
                          "action_ts": f"{time.time():.6f}"}],
@@ -487,6 +493,32 @@ class SlackDriver:
         response = self.post(urlencode({"payload": json.dumps(payload)}))
         assert response.status_code == 200, response.text
         self._join()
+
+    def choose_message(self, user_id: str, view: dict[str, Any], name: str,
+                       sender_code: str | None = None) -> dict[str, Any]:
+        """Pick a message in the open form (a `sender_code` already chosen there); returns the form the bot redraws."""
+        before = len(self.slack.calls("views.update"))
+        values: dict[str, Any] = {}
+        if sender_code:
+            values["sender_code"] = {"sender_code": {"type": "static_select", "selected_option": {
+                "text": {"type": "plain_text", "text": sender_code}, "value": sender_code}}}
+        payload = {
+            "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
+            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
+            "api_app_id": "A1", "token": "legacy-verification-token", "trigger_id": f"trigger-{next(self._ids)}",
+            "container": {"type": "view", "view_id": "V1"},
+            "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
+                     "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
+                     "blocks": view["blocks"], "title": view["title"], "state": {"values": values}},
+            "actions": [{"action_id": "message_name", "block_id": "message_name", "type": "external_select",
+                         "selected_option": {"text": {"type": "plain_text", "text": name}, "value": name},
+                         "action_ts": f"{time.time():.6f}"}],
+        }
+        response = self.post(urlencode({"payload": json.dumps(payload)}))
+        assert response.status_code == 200, response.text
+        self._join()
+        self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
+        return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
 
     def suggest(self, user_id: str, query: str) -> httpx.Response:
         """The message type-ahead's options request (`block_suggestion`), as Slack sends it."""

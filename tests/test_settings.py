@@ -67,3 +67,14 @@ def test_check_names_them_too_and_skips_the_database_it_cannot_name(tmp_path: Pa
     lines = result.stdout.splitlines()
     assert lines[0].startswith("FAIL  configuration:") and all(name in lines[0] for name in BROKEN)
     assert lines[1].startswith("FAIL  database: skipped")
+
+
+@pytest.mark.parametrize("raw", ["1", "1.5", "-0.1", "nan", "half", "inf"])
+def test_a_reminder_fraction_outside_the_time_to_live_is_named(raw: str) -> None:
+    [problem] = problems_with(REMINDER_AT_FRACTION=raw)
+    assert problem.startswith("REMINDER_AT_FRACTION must be a fraction") and f"got {raw!r}" in problem
+
+
+@pytest.mark.parametrize(("raw", "fraction"), [("", 0.5), ("0.8", 0.8), ("0", 0.0), ("off", 0.0), ("OFF", 0.0)])
+def test_the_reminder_comes_halfway_unless_set_and_0_or_off_turns_it_off(raw: str, fraction: float) -> None:
+    assert load_settings({**GOOD, "REMINDER_AT_FRACTION": raw}).reminder_at_fraction == fraction

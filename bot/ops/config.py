@@ -47,6 +47,7 @@ class Settings:
     whatcounts_dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
     request_ttl_minutes: float = 60.0
     sweep_interval_seconds: float = 30.0
+    reminder_at_fraction: float = 0.5  # of the time to live, when the one reminder goes out; 0: none
     policy_cache_seconds: float = 1.0  # how old the request form's grants and sender codes may be
     log_format: str = "text"  # text | json (LOG_FORMAT)
 
@@ -95,6 +96,24 @@ _MOST_IN_WORDS = {
     "SWEEP_INTERVAL_SECONDS": "an hour",
     "POLICY_CACHE_SECONDS": "an hour",
 }
+def _reminder_at_fraction(raw: str, problems: list[str]) -> float:
+    """REMINDER_AT_FRACTION: a fraction of the time to live from 0 (or `off`: no reminder) to below 1."""
+    raw = raw.strip().lower()
+    if not raw:
+        return 0.5
+    if raw == "off":
+        return 0.0
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (0 <= value < 1):  # nan fails too
+        problems.append("REMINDER_AT_FRACTION must be a fraction of the request's time to live from 0 to below 1 "
+                        f"(0.5: halfway; 0 or off: no reminder), got {raw!r}.")
+        return 0.5
+    return value
+
+
 DATABASE_URL_EXAMPLES = "sqlite:///sms-bot.db or postgresql://user:password@host:5432/dbname"
 
 
@@ -142,6 +161,7 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         "sweep_interval_seconds": _number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
         "policy_cache_seconds": _number(env, "POLICY_CACHE_SECONDS", 1.0, problems, zero=True),
     }
+    values["reminder_at_fraction"] = _reminder_at_fraction(env.get("REMINDER_AT_FRACTION", ""), problems)
     log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in LOG_FORMATS:
         problems.append(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {env.get('LOG_FORMAT')!r}.")

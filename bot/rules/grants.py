@@ -66,6 +66,14 @@ def admins_of(session: Session, sender_code: str) -> list[str]:
     return list(session.scalars(stmt))
 
 
+def approvers_of(session: Session, sender_code: str) -> list[str]:
+    """Who may approve `sender_code`'s sends: its own approvers and those of every sender code."""
+    stmt = (select(Grant.user_id).where(Grant.role == Role.APPROVER,
+                                        Grant.sender_code.in_(scopes_covering(sender_code)))
+            .distinct().order_by(Grant.user_id))
+    return list(session.scalars(stmt))
+
+
 def list_grants(session: Session) -> list[Grant]:
     return list(session.scalars(select(Grant).order_by(Grant.user_id, Grant.role, Grant.sender_code)))
 

@@ -13,6 +13,7 @@ from slack_bolt import App
 from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
+from bot.requests.reminders import Reminders
 from bot.slack import actions, blocks, commands, database_down, decisions, home, views
 from bot.slack.cards import CardPublisher, Sweeper
 from bot.slack.client import web_client
@@ -92,7 +93,10 @@ def build_runtime(settings: Settings) -> Runtime:
     app.use(_bind_request_id)
     database_down.register(app)
     homes = home.HomePublisher(client, core.lifecycle)
-    publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed)
+    # On the life cycle's clock, so that reminders and expiry agree on the time (and tests move both).
+    reminders = Reminders(core.sessions, settings.reminder_at_fraction,
+                          clock=lambda session: core.lifecycle.clock(session))
+    publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed, reminders)
     home.register(app, homes)
     commands.register(app, core.form, core.catalog, core.cache, core.sessions)
     views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed)

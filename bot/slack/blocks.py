@@ -38,12 +38,13 @@ from slack_sdk.models.views import View
 from bot.requests.choices import CodeStatus, FormChoices
 from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
 from bot.requests.reading import RequestView
+from bot.requests.reminders import Reminder
 from bot.rules import sending
 from bot.rules.sender_codes import ALL_CONTACTS, SenderCodeRules
-from bot.slack.mrkdwn import escape, local_time
+from bot.slack.mrkdwn import escape, local_time, mention
 from bot.store.models import SendRequest, State
-from bot.whatcounts.catalog import MessageSearch
-from bot.whatcounts.client import RejectionCause, rejection_cause
+from bot.whatcounts.catalog import MessageSearch, Unverifiable
+from bot.whatcounts.client import RejectionCause, SmsMessage, rejection_cause
 from bot.whatcounts.segments import count_segments
 
 REQUEST_CALLBACK = "sms_send_request"
@@ -120,17 +121,18 @@ def policy_summary(status: CodeStatus) -> str:
 
 
 def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: CodeStatus | None,
-                  dry_run: bool = False) -> dict[str, Any]:
-    """The request form. `status`: the chosen sender code, whose groups and rules it then shows."""
+                  dry_run: bool = False, preview: Preview = None, message: str | None = None) -> dict[str, Any]:
+    """The request form. `status`: the chosen sender code, whose groups and rules it then shows;
+    `preview`: the message chosen (named `message`), whose text it then shows."""
     chosen = status.rules if status else None
     override = bool(chosen and chosen.quiet_hours and choices.may_override(chosen.code))
-    form = _form(tuple(choices.codes[:MAX_SELECT_OPTIONS]), status, override, dry_run)
+    form = _form(tuple(choices.codes[:MAX_SELECT_OPTIONS]), status, override, dry_run, preview, message)
     return {**form, "private_metadata": json.dumps({"channel_id": channel_id, "team_id": team_id})}
 
 
 @functools.lru_cache(maxsize=256)
 def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, override: bool,
-          dry_run: bool) -> dict[str, Any]:
+          dry_run: bool, preview: Preview = None, message: str | None = None) -> dict[str, Any]:
     """The form, drawn (and checked by `to_dict()`) once for each set of inputs: building the
     slack_sdk models was most of what an /sms-send cost. Forms share it, so nothing may change it."""
     chosen = status.rules if status else None
@@ -139,9 +141,12 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
         blocks.append(ContextBlock(elements=[MarkdownTextObject(
             text=":test_tube: *DRY RUN*: requests are approved as usual, but nothing is sent to WhatCounts.")]))
     blocks += [
+        # dispatch_action: choosing a message tells the bot at once, which shows its text under the select.
         InputBlock(block_id="message_name", label="SMS message", hint="Type to search WhatCounts' SMS messages.",
+                   dispatch_action=True,
                    element=ExternalDataSelectElement(action_id=MESSAGE_ACTION, min_query_length=0,
                                                      placeholder="Search messages by name")),
+        *message_preview(preview, message),
         InputBlock(block_id="sender_code", label="Sender code", dispatch_action=True, element=StaticSelectElement(
             action_id=SENDER_CODE_ACTION, placeholder="Choose a sender code",
             initial_option=_code_option(chosen) if chosen else None,
@@ -296,8 +301,30 @@ def message_section(request: SendRequest) -> str:
     if not request.message_verified or request.message_text is None:
         return (":warning: *The message could not be verified*: WhatCounts could not be reached when this "
                 "was requested, so the bot could not check that the message name exists or show its text.")
-    text = request.message_text
+    return message_size(request.message_text)
+
+
+def message_size(text: str) -> str:
     return f"*Message text*: {len(text)} characters, {count_segments(text).describe()} per recipient"
+
+
+Preview = SmsMessage | Unverifiable | None
+
+
+def message_preview(preview: Preview, name: str | None = None) -> list[Block]:
+    """Under the form's message select: the chosen message's text, length and segments, or why not."""
+    if isinstance(preview, SmsMessage):
+        quote = [RichTextBlock(elements=[RichTextQuoteElement(elements=[_literal(_clip(preview.text, MAX_QUOTED))])])]
+        return [*(quote if preview.text else []), ContextBlock(elements=[MarkdownTextObject(
+            text=message_size(preview.text) if preview.text else "*Message text*: empty")])]
+    if isinstance(preview, Unverifiable):
+        return [ContextBlock(elements=[MarkdownTextObject(
+            text=":warning: WhatCounts could not be reached to show this message's text; you can still request it, "
+                 "and the card will say whether it was checked.")])]
+    if name:
+        return [ContextBlock(elements=[MarkdownTextObject(
+            text=f":x: WhatCounts has no SMS message named “{escape(name)}”: choose another.")])]
+    return []
 
 
 def message_quote(request: SendRequest) -> list[Block]:
@@ -507,3 +534,14 @@ def outcome_message(view: RequestView) -> str:
                + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody")
                + (f" · finished {local_time(r.finished_at)}" if r.finished_at else ""))
     return f"{headline(r)}\n{outcome_text(view)}\n{summary}"
+
+
+def reminder_message(reminder: Reminder) -> str:
+    """The one thread reply before a request expires, mentioning the approvers who have not decided."""
+    r = reminder.view.request
+    named = ", ".join(mention(a) for a in reminder.undecided[:MAX_NAMED])
+    more = f" and {len(reminder.undecided) - MAX_NAMED} more" if len(reminder.undecided) > MAX_NAMED else ""
+    who = (f"{named}{more}: this request is waiting for your decision"
+           if reminder.undecided else f"Nobody who can approve sender code {r.sender_code} has decided yet")
+    return (f"Reminder — {who}. Message *{escape(r.message_name)}* for {mention(r.requester_id)} "
+            f"expires {local_time(r.expires_at)} unless it is approved or rejected on the card above.")

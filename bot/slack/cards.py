@@ -19,6 +19,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.outbox import Outbox
 from bot.requests.reading import RequestView
+from bot.requests.reminders import Reminder, Reminders
 from bot.slack import blocks
 
 log = logging.getLogger(__name__)
@@ -26,8 +27,10 @@ log = logging.getLogger(__name__)
 
 class CardPublisher:
     def __init__(self, client: WebClient, lifecycle: Lifecycle, outbox: Outbox,
-                 changed: Callable[[RequestView], None] = lambda _view: None) -> None:
+                 changed: Callable[[RequestView], None] = lambda _view: None,
+                 reminders: Reminders | None = None) -> None:
         self.client = client
+        self.reminders = reminders  # None: no reminders before expiry
         self.lifecycle = lifecycle
         self.outbox = outbox
         self.changed = changed  # after a card shows a change: the Home tabs of the people involved
@@ -59,14 +62,31 @@ class CardPublisher:
             return
         self.outbox.outcome_post_done(r.id, r.version)
 
+    def remind(self, reminder: Reminder) -> None:
+        """Post the reminder in the card's thread; once, whichever process gets here first."""
+        r = reminder.view.request
+        if self.reminders is None or not self.reminders.claim(r.id):
+            return
+        try:
+            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts,
+                                         text=blocks.reminder_message(reminder), unfurl_links=False,
+                                         unfurl_media=False)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("request %s: reminder post failed, will retry: %s", r.id, _slack_error(exc))
+            self.reminders.release(r.id)
+            return
+        self.reminders.done(r.id)
+
     def show(self, view: RequestView) -> None:
         self.refresh(view)
         self.post_outcome(view)
 
     def sweep(self) -> None:
-        """Expire, give up on lost sends, and catch up cards and outcomes that Slack missed."""
+        """Expire, give up on lost sends, remind before expiry, and catch up cards and outcomes that Slack missed."""
         for view in self.lifecycle.expire_due() + self.lifecycle.mark_lost_sends():
             self.show(view)
+        for reminder in self.reminders.due() if self.reminders else ():
+            self.remind(reminder)
         for view in self.outbox.cards_behind():
             self.refresh(view)
         for view in self.outbox.outcomes_unposted():

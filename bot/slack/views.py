@@ -64,18 +64,19 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
         found = catalog.search(query, wait=SUGGEST_WAIT)
         ack(options=blocks.message_options(found, query))
 
-    @app.action(blocks.SENDER_CODE_ACTION)
-    def sender_code_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        """Redraw the form with the chosen sender code's groups and rules."""
-        ack()
+    def redraw(body: dict[str, Any], client: WebClient, chosen: dict[str, str | None]) -> None:
+        """Redraw the form for what is chosen in it now: the sender code's groups and rules, and the
+        message's text, length and segments. `chosen`: the field just changed, over the form's state."""
         view, user_id = body["view"], body["user"]["id"]
         channel_id, team_id = _metadata(view)
+        values = (view.get("state") or {}).get("values") or {}
+        picked = {key: submitted_value(values, key) for key in ("sender_code", "message_name")} | chosen
         try:
             choices = form.choices(user_id, channel_id)
             if isinstance(choices, Refused):
                 return  # the grant was revoked while the form was open; submitting will say so
-            chosen = choices.get((action.get("selected_option") or {}).get("value"))
-            status = form.code_status(chosen) if chosen else None
+            code = choices.get(picked["sender_code"]) if picked["sender_code"] else None
+            status = form.code_status(code) if code else None
         except DATABASE_ERRORS as exc:  # acknowledged already: say it beside the form
             log.warning("form not redrawn: the database could not be reached (%s)", type(exc).__name__)
             try:
@@ -83,11 +84,25 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             except SlackApiError as error:
                 log.warning("database-down notice not posted: %s", error.response.get("error"))
             return
-        modal = blocks.request_modal(channel_id, team_id, choices, status, form.dry_run)
+        message = picked["message_name"]
+        preview = catalog.get(message, wait=SUGGEST_WAIT) if message else None
+        modal = blocks.request_modal(channel_id, team_id, choices, status, form.dry_run, preview, message)
         try:
             client.views_update(view_id=view["id"], hash=view.get("hash"), view=modal)
         except SlackApiError as exc:  # hash_conflict: a newer choice redraws it
             log.info("form not redrawn: %s", exc.response.get("error"))
+
+    @app.action(blocks.SENDER_CODE_ACTION)
+    def sender_code_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Redraw the form with the chosen sender code's groups and rules."""
+        ack()
+        redraw(body, client, {"sender_code": (action.get("selected_option") or {}).get("value")})
+
+    @app.action(blocks.MESSAGE_ACTION)
+    def message_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Redraw the form with the chosen message's text, length and segments under its select."""
+        ack()
+        redraw(body, client, {"message_name": (action.get("selected_option") or {}).get("value")})
 
     @app.view(blocks.REQUEST_CALLBACK)
     def request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:

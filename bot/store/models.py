@@ -187,6 +187,9 @@ class SendRequest(Base):
     # Failed card updates since the card last showed its state, and when to try again.
     card_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
     card_retry_at: Mapped[datetime | None]
+    # Migration 0007. The one reminder before expiry: when it was posted, and a lease on posting it.
+    reminded_at: Mapped[datetime | None]
+    reminder_claimed_until: Mapped[datetime | None]
 
 
 class Approval(Base):
