@@ -514,5 +514,6 @@ def ending_message(view: RequestView) -> str:
         case _:
             audience = f"group *{escape(r.group_name)}*" if r.group_name else "*All contacts*"
             return (f"{to}{headline(r)} · message *{fit(escape(r.message_name), 200)}* · campaign "
-                    f"*{fit(escape(r.campaign_name), 200)}* to {audience} "
-                    f"of sender code *{r.sender_code}*\n{outcome_text(view)}")
+                    f"*{fit(escape(r.campaign_name), 200)}* to {audience} of sender code *{r.sender_code}*"
+                    + (f" · finished {local_time(r.finished_at)}" if r.finished_at else "")
+                    + f"\n{outcome_text(view)}")
