@@ -212,4 +212,5 @@ def test_a_thread_reply_slack_refuses_leaves_the_decision_and_its_card_standing(
     slack.wait_card(request_id, "Not this week")
     slack.settle()
     assert db.request(request_id).state == "rejected" and db.events(request_id)[-1] == "rejected"
-    assert slack.bot is not None and f"request {request_id}: thread reply not posted" in slack.bot.log()
+    assert slack.bot is not None and f"request {request_id}: outcome post failed, will retry" in slack.bot.log()
+    assert db.request(request_id).outcome_posted is False  # the requester is told by a later sweep

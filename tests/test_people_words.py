@@ -40,7 +40,8 @@ def test_the_card_and_its_outcome_are_posted_without_link_previews_and_read_well
     slack.click(APPROVER, "approve", request_id)
     outcome = slack.wait_outcome("submitted")
     assert (outcome["unfurl_links"], outcome["unfurl_media"]) == (False, False)
-    assert outcome["text"].startswith(":white_check_mark: *SMS send submitted to WhatCounts*\n")
+    assert outcome["text"].startswith(
+        f"<@{REQUESTER}>, <@{APPROVER}>: :white_check_mark: *SMS send submitted to WhatCounts* · ")
     updated = slack.wait_card(request_id, "submitted")
     assert updated["text"].startswith("SMS send submitted to WhatCounts: campaign “Spring 2026”")
     assert "approve" not in json.dumps(updated["blocks"])
@@ -73,7 +74,7 @@ def test_times_on_the_card_and_in_the_thread_show_in_each_readers_own_zone(
     outcome = slack.wait_outcome("submitted")
     finished = db.request(request_id).finished_at
     assert finished is not None
-    assert outcome["text"].endswith(f" · finished {local(finished)}")
+    assert f" · finished {local(finished)}\n" in outcome["text"]
 
 
 def test_a_rejection_says_when_in_the_readers_zone(db: Database, slack: SlackDriver) -> None:

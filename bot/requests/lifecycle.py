@@ -44,6 +44,9 @@ from bot.whatcounts.client import (
 log = logging.getLogger(__name__)
 
 TERMINAL_WITH_OUTCOME = (State.SENT, State.FAILED, State.UNKNOWN)
+# Every ending the requester is told of in the card's thread, once (see `Outbox`): the outcomes,
+# and the endings without a send.
+ENDINGS = (*TERMINAL_WITH_OUTCOME, State.REJECTED, State.CANCELLED, State.EXPIRED)
 # Extra time past the WhatCounts client's own bound before a SENDING request counts as lost.
 SENDING_GRACE = timedelta(seconds=2)
 TOO_LATE = ("Not sent: the bot was held up before it could call WhatCounts, past the time it allows "

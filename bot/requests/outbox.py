@@ -1,11 +1,12 @@
-"""What Slack still has to be shown: cards behind their request's state, outcomes not yet posted.
+"""What Slack still has to be shown: cards behind their request's state, endings not yet posted.
 
 A card update or a thread post that fails is not lost: the request's `version` runs ahead of
 its `card_version`, or its outcome stays unposted, until a sweep in any process catches up.
 
-Outcome posts are leased: the poster claims the post until `outcome_claimed_until`, and marks
-it posted only once Slack took it. A process that dies in between leaves a lease that lapses,
-after which a sweep in any process posts the outcome.
+Ending posts (an outcome, or a reject, cancel or expiry, told to the requester) are leased:
+the poster claims the post until `outcome_claimed_until`, and marks it posted only once Slack
+took it. A process that dies in between leaves a lease that lapses, after which a sweep in any
+process posts it.
 
 A card that fails to update backs off (`card_retry_at`, doubling up to a cap) and is given up
 after `MAX_CARD_ATTEMPTS`, so one card Slack will not take never holds up the others; sweeps
@@ -22,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.requests.lifecycle import TERMINAL_WITH_OUTCOME
+from bot.requests.lifecycle import ENDINGS
 from bot.requests.reading import RequestView, read_view
 from bot.store.engine import database_now, rows_matched
 from bot.store.models import SendRequest
@@ -85,22 +86,22 @@ class Outbox:
         return True
 
     def outcomes_unposted(self, limit: int = 50) -> list[RequestView]:
-        """Outcomes not yet in the thread and not leased to a live poster, oldest first."""
+        """Endings not yet in the thread and not leased to a live poster, oldest first."""
         with self.sessions() as session:
             now = self.clock(session)
             ids = list(session.scalars(select(SendRequest.id).where(
-                SendRequest.state.in_(TERMINAL_WITH_OUTCOME), SendRequest.outcome_posted.is_(False),
+                SendRequest.state.in_(ENDINGS), SendRequest.outcome_posted.is_(False),
                 or_(SendRequest.outcome_claimed_until.is_(None), SendRequest.outcome_claimed_until <= now))
                 .order_by(SendRequest.created_at, SendRequest.id).limit(limit)))
             return [v for i in ids if (v := read_view(session, i)) is not None]
 
     def claim_outcome_post(self, request_id: str, version: int) -> bool:
-        """True for the one caller that should post this outcome (the state seen at `version`) now."""
+        """True for the one caller that should post this ending (the state seen at `version`) now."""
         with self.sessions.begin() as session:
             now = self.clock(session)
             return rows_matched(session, update(SendRequest).where(
                 SendRequest.id == request_id, SendRequest.version == version,
-                SendRequest.outcome_posted.is_(False), SendRequest.state.in_(TERMINAL_WITH_OUTCOME),
+                SendRequest.outcome_posted.is_(False), SendRequest.state.in_(ENDINGS),
                 or_(SendRequest.outcome_claimed_until.is_(None), SendRequest.outcome_claimed_until <= now),
             ).values(outcome_claimed_until=now + OUTCOME_LEASE)) == 1
 

@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.ops.work import BackgroundWork
 from bot.requests.lifecycle import (
-    TERMINAL_WITH_OUTCOME,
+    ENDINGS,
     Changed,
     Closed,
     Decision,
@@ -59,8 +59,8 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             case Changed(view=view, send=True):
                 publisher.refresh(view)
                 publisher.show(lifecycle.execute(request_id))
-            case Changed(view=view) if view.request.state in TERMINAL_WITH_OUTCOME:
-                publisher.show(view)  # the sender code's policy stopped the send at approval
+            case Changed(view=view) if view.request.state in ENDINGS:
+                publisher.show(view)  # cancelled, or the sender code's policy stopped the send at approval
             case Changed(view=view):
                 publisher.refresh(view)
 

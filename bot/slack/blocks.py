@@ -486,18 +486,10 @@ def outcome_modal(view: RequestView) -> dict[str, Any]:
                                         hint="How you know (a support ticket, what WhatCounts shows).")])
 
 
-def decision_reply(view: RequestView, event: str, actor_id: str) -> str:
-    """The thread reply that tells the requester about a decision with words."""
-    r = view.request
+def approval_reply(view: RequestView, actor_id: str) -> str:
+    """The thread reply for an approval, with its note if it has one."""
     note = dict(view.notes).get(actor_id)
-    match event:
-        case "rejected":
-            return f"<@{r.requester_id}>: <@{actor_id}> rejected this request: “{escape(r.reason or '')}”"
-        case "withdrawn":
-            return (f"<@{r.requester_id}>: <@{actor_id}>, an admin of sender code {r.sender_code}, withdrew this "
-                    "request before anyone decided. Nothing will be sent.")
-        case _:
-            return f"<@{actor_id}> approved" + (f": “{escape(note)}”" if note else ".")
+    return f"<@{actor_id}> approved" + (f": “{escape(note)}”" if note else ".")
 
 
 # The card's notification and screen-reader text, said without the card.
@@ -523,17 +515,37 @@ def card_fallback(view: RequestView) -> str:
             f"requested by <@{r.requester_id}>. Request {r.id}.")
 
 
-def outcome_message(view: RequestView) -> str:
-    """The thread reply (also broadcast to the channel) once a send has an outcome."""
+# Endings everyone in the channel should see: something was (or may have been) sent, or a send
+# failed. A reject, cancel or expiry stays in the thread, for the requester.
+BROADCAST = (State.SENT, State.FAILED, State.UNKNOWN)
+
+
+def ending_message(view: RequestView) -> str:
+    """The one thread reply that tells the requester how their request ended (and, for an outcome,
+    the approvers); for a `BROADCAST` ending it also shows in the channel, so it names the send in a
+    line rather than repeating the card."""
     r = view.request
-    group = escape(r.group_name) if r.group_name else "All contacts"
-    summary = (f"Message *{escape(r.message_name)}* · sender code *{r.sender_code}* · campaign "
-               f"*{escape(r.campaign_name)}* · group *{group}*"
-               + (f" · description “{escape(r.description)}”" if r.description else "")
-               + f"\nRequested by <@{r.requester_id}>, approved by "
-               + (", ".join(f"<@{a}>" for a in view.approvers) or "nobody")
-               + (f" · finished {local_time(r.finished_at)}" if r.finished_at else ""))
-    return f"{headline(r)}\n{outcome_text(view)}\n{summary}"
+    to = f"<@{r.requester_id}>: "
+    by = f"<@{r.closed_by}>" if r.closed_by else "The bot"
+    match r.state:
+        case State.REJECTED:
+            return f"{to}{by} rejected this request: “{escape(r.reason or '')}”"
+        case State.CANCELLED if r.closed_by and r.closed_by != r.requester_id:
+            return (f"{to}{by}, an admin of sender code {r.sender_code}, withdrew this request before anyone "
+                    "decided. Nothing will be sent.")
+        case State.CANCELLED:
+            return f"{to}you cancelled this request. Nothing will be sent."
+        case State.EXPIRED:
+            when = f" ({local_time(r.finished_at)})" if r.finished_at else ""
+            return (f"{to}nobody decided on this request before it expired{when}, so nothing was sent. "
+                    "Run /sms-send again if it is still wanted.")
+        case _:  # an outcome: the approvers who let it go are told too, whatever it was
+            everyone = ", ".join(mention(u) for u in dict.fromkeys((r.requester_id, *view.approvers)))
+            audience = f"group *{escape(r.group_name)}*" if r.group_name else "*All contacts*"
+            return (f"{everyone}: {headline(r)} · message *{fit(escape(r.message_name), 200)}* · campaign "
+                    f"*{fit(escape(r.campaign_name), 200)}* to {audience} of sender code *{r.sender_code}*"
+                    + (f" · finished {local_time(r.finished_at)}" if r.finished_at else "")
+                    + f"\n{outcome_text(view)}")
 
 
 def reminder_message(reminder: Reminder) -> str:

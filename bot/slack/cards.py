@@ -1,9 +1,10 @@
 """Keeping approval cards and outcome messages in Slack in step with the database.
 
 A failed Slack call is logged and left for the sweep: the database says which cards lag
-behind (`card_version < version`) and which outcomes are not yet posted. A card that cannot
+behind (`card_version < version`) and which endings (outcomes, rejects, cancels, expiries) are
+not yet told. A card that cannot
 be drawn or that Slack refuses backs off and is finally given up (see `Outbox`), so it never
-holds up the others; an outcome post is leased, so a process that dies mid-post delays it
+holds up the others; an ending's post is leased, so a process that dies mid-post delays it
 but does not lose it.
 """
 
@@ -48,13 +49,15 @@ class CardPublisher:
         self.changed(view)
 
     def post_outcome(self, view: RequestView) -> None:
-        """Post the outcome in the card's thread, broadcast to the channel; once."""
+        """Tell the requester how the request ended, in the card's thread, once; a send's outcome is
+        broadcast to the channel too."""
         r = view.request
         if not self.outbox.claim_outcome_post(r.id, r.version):
             return
         try:
-            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, reply_broadcast=True,
-                                         text=blocks.outcome_message(view), unfurl_links=False,
+            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts,
+                                         reply_broadcast=r.state in blocks.BROADCAST,
+                                         text=blocks.ending_message(view), unfurl_links=False,
                                          unfurl_media=False)
         except (SlackApiError, SlackClientError, OSError) as exc:
             log.warning("request %s: outcome post failed, will retry: %s", r.id, _slack_error(exc))

@@ -5,7 +5,7 @@ A click opens a small modal with the click's `trigger_id` (Slack's confirm dialo
 input, so the words need a modal); the modal's submission is the decision. What people type is
 checked like the form's fields and refused inline; a refusal (no grant, already decided) is
 shown on the modal's field, and the decision itself is taken by the same Lifecycle as every
-other surface. The requester is told in the card's thread.
+other surface. The requester is told how it ended in the card's thread (`CardPublisher.post_outcome`).
 """
 
 from __future__ import annotations
@@ -87,8 +87,11 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
 
     def follow_up(view: RequestView, event: str, user_id: str, send: bool) -> None:
         """After the decision committed: the card, the thread, and the send an approval claimed."""
+        if event == "rejected":
+            publisher.show(view)  # the card, and the reason told to the requester, once (the outbox's lease)
+            return
         publisher.refresh(view)
-        reply_in_thread(publisher.client, view, blocks.decision_reply(view, event, user_id))
+        reply_in_thread(publisher.client, view, blocks.approval_reply(view, user_id))
         if send:
             publisher.show(lifecycle.execute(view.request.id))
         elif view.request.state in TERMINAL_WITH_OUTCOME:
@@ -171,8 +174,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             case Closed(view=view):
                 tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
             case Changed(view=view):
-                publisher.refresh(view)
-                reply_in_thread(client, view, blocks.decision_reply(view, "withdrawn", user_id))
+                publisher.show(view)  # the card, and the requester told, once (the outbox's lease)
 
     @app.action(blocks.WITHDRAW)
     def withdraw_clicked(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
