@@ -36,7 +36,7 @@ from urllib.parse import urlencode
 
 import httpx
 from slack_sdk.signature import SignatureVerifier
-from sqlalchemy import Engine, select
+from sqlalchemy import Connection, Engine, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot import cli
@@ -46,7 +46,7 @@ from bot.rules import grants
 from bot.rules.sender_codes import ALL_CONTACTS
 from bot.slack.app import build_runtime
 from bot.slack.server import wsgi_app
-from bot.store.engine import make_engine, make_session_factory
+from bot.store.engine import make_engine, make_session_factory, utcnow
 from bot.store.models import AuditEvent, Role, SenderCode, SendRequest
 from tests.fakes import FakeSlack, FakeWhatCounts
 
@@ -474,34 +474,22 @@ class SlackDriver:
 
     def pick_sender_code(self, user_id: str, view: dict[str, Any], code: str, message: str | None = None) -> None:
         """The `block_actions` Slack sends when a sender code is picked in the open form; joined, not awaited."""
-        values: dict[str, Any] = {}
-        if message:
-            values["message_name"] = {"message_name": {"type": "external_select", "selected_option": {
-                "text": {"type": "plain_text", "text": message}, "value": message}}}
-        payload = {
-            "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
-            "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
-            "api_app_id": "A1", "token": "legacy-verification-token", "trigger_id": f"trigger-{next(self._ids)}",
-            "container": {"type": "view", "view_id": "V1"},
-            "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
-                     "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
-                     "blocks": view["blocks"], "title": view["title"], "state": {"values": values}},
-            "actions": [{"action_id": "sender_code", "block_id": "sender_code", "type": "static_select",
-                         "selected_option": {"text": {"type": "plain_text", "text": code}, "value": code},
-                         "action_ts": f"{time.time():.6f}"}],
-        }
-        response = self.post(urlencode({"payload": json.dumps(payload)}))
-        assert response.status_code == 200, response.text
-        self._join()
+        chosen = {"message_name": _selected("external_select", message)} if message else {}
+        self._form_action(user_id, view, _selected("static_select", code) | {"action_id": "sender_code"}, chosen)
 
     def choose_message(self, user_id: str, view: dict[str, Any], name: str,
                        sender_code: str | None = None) -> dict[str, Any]:
         """Pick a message in the open form (a `sender_code` already chosen there); returns the form the bot redraws."""
         before = len(self.slack.calls("views.update"))
-        values: dict[str, Any] = {}
-        if sender_code:
-            values["sender_code"] = {"sender_code": {"type": "static_select", "selected_option": {
-                "text": {"type": "plain_text", "text": sender_code}, "value": sender_code}}}
+        chosen = {"sender_code": _selected("static_select", sender_code)} if sender_code else {}
+        self._form_action(user_id, view, _selected("external_select", name) | {"action_id": "message_name"}, chosen)
+        self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
+        return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
+
+    def _form_action(self, user_id: str, view: dict[str, Any], action: dict[str, Any],
+                     chosen: dict[str, dict[str, Any]]) -> None:
+        """A select changed in the open form (`action`), with the form's other choices (`chosen`, by block)."""
+        values = {block: {block: element} for block, element in chosen.items()}
         payload = {
             "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
             "user": {"id": user_id, "username": user_id.lower(), "name": user_id.lower(), "team_id": "T1"},
@@ -510,15 +498,11 @@ class SlackDriver:
             "view": {"id": "V1", "team_id": "T1", "type": "modal", "callback_id": view["callback_id"],
                      "private_metadata": view.get("private_metadata", ""), "hash": "1700000000.abc",
                      "blocks": view["blocks"], "title": view["title"], "state": {"values": values}},
-            "actions": [{"action_id": "message_name", "block_id": "message_name", "type": "external_select",
-                         "selected_option": {"text": {"type": "plain_text", "text": name}, "value": name},
-                         "action_ts": f"{time.time():.6f}"}],
+            "actions": [{**action, "block_id": action["action_id"], "action_ts": f"{time.time():.6f}"}],
         }
         response = self.post(urlencode({"payload": json.dumps(payload)}))
         assert response.status_code == 200, response.text
         self._join()
-        self.slack.wait_until(lambda: len(self.slack.calls("views.update")) > before, what="views.update")
-        return {**self.slack.calls("views.update")[-1]["view"], "id": view.get("id", "V1")}
 
     def suggest(self, user_id: str, query: str) -> httpx.Response:
         """The message type-ahead's options request (`block_suggestion`), as Slack sends it."""
@@ -606,3 +590,21 @@ def request_id_of(card: dict[str, Any]) -> str:
 
 def make_database(url: str) -> Database:
     return Database(url, make_engine(url))
+
+
+def _selected(kind: str, value: str) -> dict[str, Any]:
+    """A select element with `value` chosen, as Slack reports it in a view's state or an action."""
+    return {"type": kind, "selected_option": {"text": {"type": "plain_text", "text": value}, "value": value}}
+
+
+def insert_old_request(connection: Connection, request_id: str, state: str = "pending", *,
+                       approvals: int = 1) -> None:
+    """A request row written with plain SQL, in the columns every revision from 0005 on has: data that
+    was in the database before a migration under test."""
+    connection.execute(text(
+        "INSERT INTO send_requests (id, state, requester_id, team_id, channel_id, card_ts, message_name, sender_code, "
+        "campaign_name, approvals_required, allow_self_approval, created_at, expires_at, version, card_version, "
+        "outcome_posted, message_verified, sender_label, dry_run, card_attempts) VALUES (:id, :state, 'U1', 'T1', "
+        "'C1', '1.1', 'Spring Sale', :code, 'Old', :approvals, false, :at, :at, :approvals, :approvals, false, "
+        "false, '', false, 0)"), {"id": request_id, "state": state, "code": CODE, "approvals": approvals,
+                                  "at": utcnow()})

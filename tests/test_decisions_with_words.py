@@ -14,7 +14,7 @@ from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import Approval
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CODE, Database, SlackDriver, form_errors
+from tests.harness import CODE, Database, SlackDriver, form_errors, insert_old_request
 
 REQUESTER, APPROVER, ADMIN, STRANGER = "UREQUESTER", "UAPPROVER", "UADMIN", "USTRANGER"
 
@@ -155,13 +155,8 @@ def test_recording_an_outcome_is_refused_for_someone_not_an_admin_of_the_code(
 def test_migration_0006_keeps_existing_approvals_and_takes_notes(database_url: str) -> None:
     schema.upgrade(database_url, "0005")
     engine = make_engine(database_url)
-    columns = ("id, state, requester_id, team_id, channel_id, card_ts, message_name, sender_code, campaign_name, "
-               "approvals_required, allow_self_approval, created_at, expires_at, version, card_version, "
-               "outcome_posted, message_verified, sender_label, dry_run, card_attempts")
     with engine.begin() as connection:
-        connection.execute(text(f"INSERT INTO send_requests ({columns}) VALUES ('old', 'pending', 'U1', 'T1', 'C1', "
-                                 "'1.1', 'Spring Sale', :code, 'Old', 2, false, :at, :at, 2, 2, false, false, '', "
-                                 "false, 0)"), {"code": CODE, "at": utcnow()})
+        insert_old_request(connection, "old", approvals=2)
         connection.execute(text("INSERT INTO approvals (request_id, approver_id, approved_at) "
                                 "VALUES ('old', 'U2', :at)"), {"at": utcnow()})
     db = Database(database_url, engine)

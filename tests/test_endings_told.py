@@ -11,9 +11,9 @@ from alembic import command
 from sqlalchemy import text
 
 from bot.store import schema
-from bot.store.engine import make_engine, utcnow
+from bot.store.engine import make_engine
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CODE, Database, SlackDriver, in_process_bot
+from tests.harness import CODE, Database, SlackDriver, in_process_bot, insert_old_request
 
 REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
 
@@ -122,16 +122,10 @@ def test_a_thread_reply_slack_refused_is_told_by_a_later_sweep(
 def test_migration_0008_counts_past_endings_as_told_and_leaves_outcomes_to_post(database_url: str) -> None:
     schema.upgrade(database_url, "0007")
     engine = make_engine(database_url)
-    columns = ("id, state, requester_id, team_id, channel_id, card_ts, message_name, sender_code, campaign_name, "
-               "approvals_required, allow_self_approval, created_at, expires_at, version, card_version, "
-               "outcome_posted, message_verified, sender_label, dry_run, card_attempts")
     with engine.begin() as connection:
         for request_id, state in (("rej", "rejected"), ("can", "cancelled"), ("exp", "expired"),
                                   ("unk", "unknown"), ("pen", "pending")):
-            connection.execute(text(f"INSERT INTO send_requests ({columns}) VALUES (:id, :state, 'U1', 'T1', "
-                                    "'C1', '1.1', 'Spring Sale', :code, 'Old', 2, false, :at, :at, 2, 2, false, "
-                                    "false, '', false, 0)"),
-                               {"id": request_id, "state": state, "code": CODE, "at": utcnow()})
+            insert_old_request(connection, request_id, state, approvals=2)
 
     def posted() -> dict[str, bool]:
         with engine.connect() as connection:

@@ -15,7 +15,7 @@ from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import SendRequest
 from tests.fakes import FakeSlack
-from tests.harness import CODE, Database, SlackDriver, running_bot
+from tests.harness import Database, SlackDriver, insert_old_request, running_bot
 
 REQUESTER, APPROVER, OTHER_APPROVER = "UREQUESTER", "UAPPROVER", "UAPPROVER2"
 
@@ -102,13 +102,8 @@ def test_two_bot_processes_sweeping_one_database_remind_once(
 def test_migration_0007_keeps_requests_and_remembers_reminders(database_url: str) -> None:
     schema.upgrade(database_url, "0006")
     engine = make_engine(database_url)
-    columns = ("id, state, requester_id, team_id, channel_id, card_ts, message_name, sender_code, campaign_name, "
-               "approvals_required, allow_self_approval, created_at, expires_at, version, card_version, "
-               "outcome_posted, message_verified, sender_label, dry_run, card_attempts")
     with engine.begin() as connection:
-        connection.execute(text(f"INSERT INTO send_requests ({columns}) VALUES ('old', 'pending', 'U1', 'T1', 'C1', "
-                                "'1.1', 'Spring Sale', :code, 'Old', 1, false, :at, :at, 1, 1, false, false, '', "
-                                "false, 0)"), {"code": CODE, "at": utcnow()})
+        insert_old_request(connection, "old")
     for _ in range(2):  # up, and down and up again
         schema.upgrade(database_url)
         with engine.begin() as connection:
