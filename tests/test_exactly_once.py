@@ -41,9 +41,13 @@ def click_storm(drivers: list[SlackDriver], request_id: str, clicks: int = 30) -
 
 
 def answered(slack: SlackDriver, clicks: int) -> None:
-    """Wait until every losing click of `clicks` has been told why (the winner is told by the card)."""
+    """Wait until every losing click of `clicks` has been told why (the winner is told by the card).
+
+    A generous bound: thirty clicks queue behind a separate bot process's ten listener threads,
+    and in CI that process shares two cores with the suite's other workers.
+    """
     slack.slack.wait_until(lambda: len(slack.slack.calls("chat.postEphemeral")) >= clicks - 1,
-                           what=f"{clicks - 1} answers")
+                           timeout=60, what=f"{clicks - 1} answers")
 
 
 # What a losing click can be told: the request is being sent, was sent, or this approver's click
