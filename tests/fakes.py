@@ -37,6 +37,13 @@ class Received:
         return dict(parse_qsl(self.body.decode()))
 
 
+class _BurstServer(ThreadingHTTPServer):
+    """Takes a burst of connections at once, as Slack and WhatCounts do: the standard library's
+    listen backlog of 5 refuses the sixth, and a refused Slack call loses what it carried."""
+
+    request_queue_size = 128
+
+
 class _LoopbackServer:
     """A threaded HTTP server on 127.0.0.1 whose handler is `self.answer(received)`."""
 
@@ -87,7 +94,7 @@ class _LoopbackServer:
             def log_message(self, *_args: Any) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _BurstServer(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         # A short poll interval: `close()` waits for the serving loop to notice, once per test.

@@ -10,7 +10,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.ops.work import BackgroundWork
 from bot.requests.lifecycle import (
@@ -83,3 +83,5 @@ def tell(client: WebClient, channel_id: str, user_id: str, text: str) -> None:
             client.chat_postMessage(channel=user_id, text=text)
     except SlackApiError as exc:
         log.warning("ephemeral reply to %s not posted: %s", user_id, exc.response.get("error"))
+    except (SlackClientError, OSError) as exc:  # no answer, or the connection broke: the decision stands
+        log.warning("ephemeral reply to %s not posted: %s", user_id, type(exc).__name__)
