@@ -52,33 +52,31 @@ class CardPublisher:
         """Tell the requester how the request ended, in the card's thread, once; a send's outcome is
         broadcast to the channel too."""
         r = view.request
-        if not self.outbox.claim_outcome_post(r.id, r.version):
-            return
-        try:
-            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts,
-                                         reply_broadcast=r.state in blocks.BROADCAST,
-                                         text=blocks.ending_message(view), unfurl_links=False,
-                                         unfurl_media=False)
-        except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("request %s: outcome post failed, will retry: %s", r.id, _slack_error(exc))
-            self.outbox.release_outcome_post(r.id)
-            return
-        self.outbox.outcome_post_done(r.id, r.version)
+        if self.outbox.claim_outcome_post(r.id, r.version):
+            self._thread_reply(view, "outcome", blocks.ending_message(view), r.state in blocks.BROADCAST,
+                               done=lambda: self.outbox.outcome_post_done(r.id, r.version),
+                               failed=lambda: self.outbox.release_outcome_post(r.id))
 
     def remind(self, reminder: Reminder) -> None:
         """Post the reminder in the card's thread; once, whichever process gets here first."""
         r = reminder.view.request
-        if self.reminders is None or not self.reminders.claim(r.id):
-            return
+        reminders = self.reminders
+        if reminders is not None and reminders.claim(r.id):
+            self._thread_reply(reminder.view, "reminder", blocks.reminder_message(reminder), False,
+                               done=lambda: reminders.done(r.id), failed=lambda: reminders.release(r.id))
+
+    def _thread_reply(self, view: RequestView, what: str, text: str, broadcast: bool,
+                      done: Callable[[], None], failed: Callable[[], None]) -> None:
+        """A leased reply in the card's thread: `done` once Slack took it, `failed` to let a later sweep try."""
+        r = view.request
         try:
-            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts,
-                                         text=blocks.reminder_message(reminder), unfurl_links=False,
-                                         unfurl_media=False)
+            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, reply_broadcast=broadcast,
+                                         text=text, unfurl_links=False, unfurl_media=False)
         except (SlackApiError, SlackClientError, OSError) as exc:
-            log.warning("request %s: reminder post failed, will retry: %s", r.id, _slack_error(exc))
-            self.reminders.release(r.id)
+            log.warning("request %s: %s post failed, will retry: %s", r.id, what, _slack_error(exc))
+            failed()
             return
-        self.reminders.done(r.id)
+        done()
 
     def show(self, view: RequestView) -> None:
         self.refresh(view)

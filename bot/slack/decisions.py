@@ -116,31 +116,29 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             return False, None
         return True, text
 
-    @app.view(blocks.REJECT_CALLBACK)
-    def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        ok, reason = words(ack, view, "reason", required=True)
-        if not ok or reason is None:
-            return
-        user_id = body["user"]["id"]
-        try:
-            decision = lifecycle.reject(_request_id(body), user_id, reason)
-        except DATABASE_ERRORS:
-            ack(response_action="errors", errors={blocks.NOTE_BLOCK: DATABASE_DOWN})
-            return
-        decided(ack, decision, "rejected", user_id)
-
-    @app.view(blocks.APPROVE_CALLBACK)
-    def approve_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
-        ok, note = words(ack, view, "note", required=False)
+    def decide_with_words(ack: Ack, body: dict[str, Any], view: dict[str, Any], label: str, required: bool,
+                          event: str, decide: Callable[[str, str, str | None], Decision]) -> None:
+        """A decision modal submitted: its words checked on the field, then `decide(request, user, words)`."""
+        ok, text = words(ack, view, label, required=required)
         if not ok:
             return
         user_id = body["user"]["id"]
         try:
-            decision = lifecycle.approve(_request_id(body), user_id, note)
+            decision = decide(_request_id(body), user_id, text)
         except DATABASE_ERRORS:
             ack(response_action="errors", errors={blocks.NOTE_BLOCK: DATABASE_DOWN})
             return
-        decided(ack, decision, "approved", user_id)
+        decided(ack, decision, event, user_id)
+
+    @app.view(blocks.REJECT_CALLBACK)
+    def reject_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        # `required`: the words are never None here
+        decide_with_words(ack, body, view, "reason", True, "rejected",
+                          lambda request_id, user_id, reason: lifecycle.reject(request_id, user_id, reason or ""))
+
+    @app.view(blocks.APPROVE_CALLBACK)
+    def approve_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
+        decide_with_words(ack, body, view, "note", False, "approved", lifecycle.approve)
 
     @app.view(blocks.OUTCOME_CALLBACK)
     def outcome_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
