@@ -516,11 +516,15 @@ class SlackDriver:
         return self.post(urlencode({"payload": json.dumps(payload)}))
 
     def request(self, user_id: str, channel_id: str = CHANNEL, **values: str | None) -> str:
-        """Open the form, submit it, and return the id of the request on the posted card."""
+        """Open the form (choosing the sender code first, as a person must when it offers several), submit
+        it, and return the id of the request on the posted card."""
         fields = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring 2026",
                   "description": None, "group_name": ALL_CONTACTS, **values}
         before = len(self.slack.calls("chat.postMessage"))
-        response = self.submit(user_id, self.open_form(user_id, channel_id), **fields)
+        view = self.open_form(user_id, channel_id)
+        if not any(b.get("block_id") == "group_name" for b in view["blocks"]) and fields["sender_code"]:
+            view = self.choose_sender_code(user_id, view, str(fields["sender_code"]))  # "Send to" shows then
+        response = self.submit(user_id, view, **fields)
         assert response.status_code == 200 and response.text == "", response.text
         card = self.slack.calls("chat.postMessage")[before]
         return request_id_of(card)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from bot.requests import approved_text
 from bot.requests.fields import RequestFields
-from bot.requests.reading import RequestView, read_view
+from bot.requests.reading import RequestView, read_view, who_is_asked
 from bot.rules import grants, sending
 from bot.rules.sender_codes import get_rules
 from bot.store import audit
@@ -178,13 +178,19 @@ class Lifecycle:
             channel_id=channel_id, card_ts="", message_name=fields.message_name,
             sender_code=code, campaign_name=fields.campaign_name,
             description=fields.description, group_name=fields.group_name,
-            approvals_required=rules.approvals, allow_self_approval=rules.self_approval,
+            approvals_required=rules.approvals_for(fields.group_name), allow_self_approval=rules.self_approval,
             created_at=now, expires_at=now + self.request_ttl, version=1, card_version=1,
             outcome_posted=False, message_text=text, message_verified=text is not None,
             sender_label=rules.label,
             quiet_hours=rules.quiet_hours,
             quiet_override=quiet_override, dry_run=self.dry_run,
         )
+
+    def preview(self, draft: SendRequest) -> RequestView:
+        """A drafted request as its card is first posted: with whom it asks to approve, whose
+        mentions on that first post are what notifies them."""
+        with self.sessions() as session:
+            return RequestView(draft, asked=who_is_asked(session, draft))
 
     def store(self, draft: SendRequest, card_ts: str) -> RequestView | Refused:
         """Store a drafted request once its card is posted; grants are checked again.

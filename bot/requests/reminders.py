@@ -17,7 +17,6 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.requests.reading import RequestView, read_view
-from bot.rules import grants
 from bot.store.engine import database_now, rows_matched
 from bot.store.models import SendRequest, State
 
@@ -56,11 +55,8 @@ class Reminders:
         view = read_view(session, request_id)
         if view is None:
             return None
-        r = view.request
-        asked = grants.approvers_of(session, r.sender_code)
-        undecided = tuple(a for a in asked if a not in view.approvers
-                          and (r.allow_self_approval or a != r.requester_id))
-        return Reminder(view, undecided)
+        asked = view.asked.approvers if view.asked else ()  # a pending request's view has them
+        return Reminder(view, tuple(a for a in asked if a not in view.approvers))
 
     def claim(self, request_id: str) -> bool:
         """True for the one caller that should post this request's reminder now."""

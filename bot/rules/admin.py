@@ -38,7 +38,7 @@ from bot.text import (
 
 USER_ID = re.compile(r"[UW][A-Z0-9]{2,31}")
 CLEAR = "none"  # the option value that clears a clearable field
-CLEARABLE_OPTIONS = ("daily_cap", "quiet_hours", "timezone")  # as in sender_codes.CLEARABLE
+CLEARABLE_OPTIONS = tuple(sorted(sender_codes.CLEARABLE))  # the options `none` clears
 HELP_WORDS = frozenset({"help", "-h", "--help", "?"})
 
 
@@ -84,6 +84,10 @@ def _cap(raw: str) -> int | str:
     return CLEAR if raw.strip().lower() == CLEAR else _whole_number(raw, "a whole number of sends per day, or none")
 
 
+def _approvals_or_none(raw: str) -> int | str:
+    return CLEAR if raw.strip().lower() == CLEAR else _whole_number(raw, "a whole number of approvals, or none")
+
+
 def _clearable(raw: str) -> str:
     return CLEAR if raw.strip().lower() == CLEAR else raw
 
@@ -95,6 +99,10 @@ def add_sender_code_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--groups", metavar="G1,G2",
                         help="comma-separated SMS group names that may be chosen ('' for none)")
     parser.add_argument("--approvals", metavar="N", type=_whole_number, help="approvals a send needs (at least 1)")
+    parser.add_argument("--approvals-all-contacts", metavar="N|none", type=_approvals_or_none,
+                        help="approvals a send to All contacts needs (at least --approvals), or none for the same")
+    parser.add_argument("--approvers-group", metavar="S…|none", type=_clearable,
+                        help="Slack user group ID the card asks to approve, or none to name the approvers")
     parser.add_argument("--daily-cap", metavar="N|none", type=_cap, help="most sends per local day, or none")
     parser.add_argument("--quiet-hours", metavar="HH:MM-HH:MM|none", type=_clearable,
                         help="local time when nothing is sent, or none")

@@ -1,8 +1,9 @@
 """The sender-code registry: each code's rules, as plain functions over the session.
 
 A sender code's rules: a label, the SMS groups that may be chosen for it, how many
-approvals a send needs and whether the requester may be one of them, a daily cap on
-sends, quiet hours in a time zone, and the Slack channels it may be requested from.
+approvals a send needs (more, if set, for a send to All contacts) and whether the requester
+may be one of them, a daily cap on sends, quiet hours in a time zone, the Slack channels it
+may be requested from, and the Slack user group its cards ask to approve.
 Every change is audited ("sender_code", with the rules before and after).
 """
 
@@ -26,6 +27,7 @@ from bot.text import describe_character, hidden_character
 MAX_LABEL = 100
 MAX_GROUP_NAME = 150  # a group is chosen from a Slack menu, whose option values hold 150 characters
 SLACK_CHANNEL = re.compile(r"[CG][A-Z0-9]{2,31}")
+SLACK_USER_GROUP = re.compile(r"S[A-Z0-9]{2,31}")
 ALL_CONTACTS = "*"  # the form's group choice meaning no group: every contact of the sender code
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _SENDER_CODE_PUNCTUATION = re.compile(r"[\s().\-]")
@@ -33,7 +35,7 @@ _SENDER_CODE = re.compile(r"\d{5,6}|\d{10}|1\d{10}")
 
 # Requests that count against the daily cap: sending, or sent as far as anyone knows.
 CAP_STATES = (State.SENDING, State.SENT, State.UNKNOWN)
-CLEARABLE = frozenset({"daily_cap", "quiet_hours", "timezone"})
+CLEARABLE = frozenset({"daily_cap", "quiet_hours", "timezone", "approvals_all_contacts", "approvers_group"})
 
 
 def normalize_sender_code(text: str) -> str | None:
@@ -54,11 +56,13 @@ class SenderCodeRules:
     label: str = ""
     groups: tuple[str, ...] = ()
     approvals: int = 1
+    approvals_all_contacts: int | None = None  # a send to All contacts; None: `approvals`, as for a group
     self_approval: bool = False
     daily_cap: int | None = None
     quiet_hours: QuietHours | None = None  # always in `timezone`
     timezone: str | None = None  # IANA name; also where the daily cap's day begins (UTC if None)
     channels: tuple[str, ...] = ()  # empty: any channel
+    approvers_group: str | None = None  # the Slack user group (S…) a card asks; None: the approvers by name
 
     def __post_init__(self) -> None:
         if self.quiet_hours is not None and self.quiet_hours.timezone != self.timezone:
@@ -72,7 +76,14 @@ class SenderCodeRules:
         return cls(code=row.code, label=row.label, groups=tuple(row.groups or ()),
                    approvals=row.approvals_required, self_approval=row.allow_self_approval,
                    daily_cap=row.daily_cap, quiet_hours=quiet, timezone=row.timezone,
-                   channels=tuple(row.channels or ()))
+                   channels=tuple(row.channels or ()), approvals_all_contacts=row.approvals_all_contacts,
+                   approvers_group=row.approvers_group)
+
+    def approvals_for(self, group: str | None) -> int:
+        """Approvals a send to `group` needs; None is All contacts (see `fields.parse_fields`)."""
+        if group is None and self.approvals_all_contacts is not None:
+            return self.approvals_all_contacts
+        return self.approvals
 
     def fields(self) -> dict[str, Any]:
         """Everything but the code, as plain JSON/YAML values (lists, not tuples; quiet hours as their window)."""
@@ -83,14 +94,18 @@ class SenderCodeRules:
         return values
 
     def describe(self) -> list[str]:
-        """Three lines for a person: the code and label, the rules, the groups and channels."""
-        rules = [f"approvals {self.approvals}", f"self-approval {'yes' if self.self_approval else 'no'}",
+        """Three lines for a person: the code and label, the rules, the groups, channels and who is asked."""
+        approvals = f"approvals {self.approvals}" + (
+            f" ({self.approvals_all_contacts} for All contacts)" if self.approvals_all_contacts else "")
+        rules = [approvals, f"self-approval {'yes' if self.self_approval else 'no'}",
                  f"daily cap {self.daily_cap}" if self.daily_cap else "no daily cap",
                  f"quiet hours {self.quiet_hours}" if self.quiet_hours else "no quiet hours"]
         if self.timezone and not self.quiet_hours:
             rules.append(f"time zone {self.timezone}")
+        asked = f"user group {self.approvers_group}" if self.approvers_group else "its approvers by name"
         return [f"{self.code}  {self.label or '(no label)'}", "    " + ", ".join(rules),
-                f"    groups: {', '.join(self.groups) or 'none'}; channels: {', '.join(self.channels) or 'any'}"]
+                f"    groups: {', '.join(self.groups) or 'none'}; channels: {', '.join(self.channels) or 'any'}; "
+                f"cards ask {asked}"]
 
 
 DEFAULTS: dict[str, Any] = SenderCodeRules(code="").fields()
@@ -171,6 +186,16 @@ def parse_rules(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeRules |
         errors["approvals"] = f"must be a whole number, at least 1 (got {v['approvals']!r})"
     if not isinstance(v["self_approval"], bool):
         errors["self_approval"] = f"must be true or false (got {v['self_approval']!r})"
+    all_contacts = v["approvals_all_contacts"]
+    if all_contacts is not None and (not _is_int(all_contacts) or all_contacts < 1):
+        errors["approvals_all_contacts"] = f"must be a whole number, at least 1, or none (got {all_contacts!r})"
+    elif all_contacts is not None and "approvals" not in errors and all_contacts < v["approvals"]:
+        errors["approvals_all_contacts"] = (f"is {all_contacts}, fewer than the {v['approvals']} approvals a send "
+                                            "to a group needs: a send to All contacts needs at least as many")
+    group = v["approvers_group"].strip() if isinstance(v["approvers_group"], str) else v["approvers_group"]
+    if group is not None and (not isinstance(group, str) or not SLACK_USER_GROUP.fullmatch(group)):
+        errors["approvers_group"] = (f"{group!r} is not a Slack user group ID: it looks like S0123ABCD (the "
+                                     "group's page, ⋮, Copy group ID), or none to name the approvers instead")
     if v["daily_cap"] is not None and (not _is_int(v["daily_cap"]) or v["daily_cap"] < 1):
         errors["daily_cap"] = f"must be a whole number of sends, at least 1, or none (got {v['daily_cap']!r})"
 
@@ -201,8 +226,10 @@ def parse_rules(code: str, values: Mapping[str, Any]) -> tuple[SenderCodeRules |
     if errors:
         return None, errors
     assert normalized is not None
-    return SenderCodeRules(normalized, label.strip(), groups, v["approvals"], v["self_approval"],
-                              v["daily_cap"], quiet, timezone, channels), {}
+    return SenderCodeRules(code=normalized, label=label.strip(), groups=groups, approvals=v["approvals"],
+                           approvals_all_contacts=all_contacts, self_approval=v["self_approval"],
+                           daily_cap=v["daily_cap"], quiet_hours=quiet, timezone=timezone, channels=channels,
+                           approvers_group=group), {}
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -250,6 +277,8 @@ def replace_sender_code(session: Session, rules: SenderCodeRules, by: str) -> Ch
     row.quiet_start, row.quiet_end = (quiet.start, quiet.end) if quiet else (None, None)
     row.timezone = rules.timezone
     row.channels = list(rules.channels)
+    row.approvals_all_contacts = rules.approvals_all_contacts
+    row.approvers_group = rules.approvers_group
     audit.record(session, "sender_code", by, sender_code=rules.code, before=before, after=after)
     return change
 
@@ -269,12 +298,12 @@ def set_sender_code(session: Session, code: str, by: str, *, label: str | None =
                     groups: Collection[str] | None = None, approvals: int | None = None,
                     daily_cap: int | None = None, quiet_hours: str | None = None,
                     timezone: str | None = None, channels: Collection[str] | None = None,
-                    self_approval: bool | None = None, clear: Collection[str] = ()) -> Change:
+                    self_approval: bool | None = None, approvals_all_contacts: int | None = None,
+                    approvers_group: str | None = None, clear: Collection[str] = ()) -> Change:
     """Create or update a sender code: only the fields given (not None) change.
 
-    `clear` names nullable fields to empty: "daily_cap", "quiet_hours", "timezone"
-    (empty `groups`/`channels` with an empty list). Raises SenderCodeError listing
-    every problem; nothing is changed then.
+    `clear` names nullable fields to empty (`CLEARABLE`); empty `groups`/`channels` with an
+    empty list. Raises SenderCodeError listing every problem; nothing is changed then.
     """
     normalized = normalize_sender_code(code)
     if normalized is None:
@@ -282,7 +311,8 @@ def set_sender_code(session: Session, code: str, by: str, *, label: str | None =
                                "number (10 digits, or 11 starting with 1)"])
     given = {"label": label, "groups": None if groups is None else list(groups), "approvals": approvals,
              "self_approval": self_approval, "daily_cap": daily_cap, "quiet_hours": quiet_hours,
-             "timezone": timezone, "channels": None if channels is None else list(channels)}
+             "timezone": timezone, "channels": None if channels is None else list(channels),
+             "approvals_all_contacts": approvals_all_contacts, "approvers_group": approvers_group}
     problems = [f"{name} cannot be cleared (only {', '.join(sorted(CLEARABLE))} can)"
                 for name in sorted(set(clear) - CLEARABLE)]
     problems += [f"{name} is both given and cleared" for name in sorted(set(clear) & CLEARABLE)

@@ -14,8 +14,9 @@ from bot.text import Literal, line, reply
 
 PROG = "/sms-send admin"
 MAX_REPLY = 3500  # characters; Slack advises keeping a message's text under 4000
-# Slack writes a mention as <@U123|name> (or <@U123>) and a channel as <#C123|name>.
-_REFERENCE = re.compile(r"<[@#]([UWCG][A-Z0-9]+)(?:\|[^>]*)?>")
+# Slack writes a mention as <@U123|name> (or <@U123>), a channel as <#C123|name> and a user
+# group as <!subteam^S123|@name>.
+_REFERENCE = re.compile(r"<(?:[@#]|!subteam\^)([UWCGS][A-Z0-9]+)(?:\|[^>]*)?>")
 _STRAIGHT_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
 
 

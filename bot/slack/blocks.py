@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+from collections.abc import Sequence
 from typing import Any, assert_never
 
 from slack_sdk.models.blocks import (
@@ -37,11 +38,11 @@ from slack_sdk.models.views import View
 
 from bot.requests.choices import CodeStatus, FormChoices
 from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
-from bot.requests.reading import RequestView
+from bot.requests.reading import RequestView, approvals_rule
 from bot.requests.reminders import Reminder
 from bot.rules import sending
 from bot.rules.sender_codes import ALL_CONTACTS, SenderCodeRules
-from bot.slack.mrkdwn import escape, local_time, mention
+from bot.slack.mrkdwn import escape, local_time, mention, mentions
 from bot.store.models import SendRequest, State
 from bot.whatcounts.catalog import MessageSearch, Unverifiable
 from bot.whatcounts.client import RejectionCause, SmsMessage, rejection_cause
@@ -117,6 +118,8 @@ def policy_summary(status: CodeStatus) -> str:
     quiet = (f"quiet hours {s.quiet_hours}" + (" *(in effect now)*" if status.quiet_now else "")
              if s.quiet_hours else "no quiet hours")
     approvals = f"{s.approvals} approval{'s' if s.approvals != 1 else ''} needed"
+    if (all_contacts := s.approvals_for(None)) != s.approvals:
+        approvals += f" ({all_contacts} for All contacts)"
     return f"*{escape(s.label or s.code)}*: {approvals} · {cap} · {quiet}"
 
 
@@ -154,15 +157,10 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
     ]
     if status:
         blocks.append(ContextBlock(elements=[MarkdownTextObject(text=policy_summary(status))]))
-    # The code's groups first; All contacts last, never preselected: the widest send is never the easy one.
-    groups = [_option(g, g) for g in (chosen.groups if chosen else ())[:MAX_SELECT_OPTIONS - 1]]
-    groups.append(_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group"))
     blocks += [
         _text_input("campaign_name", "Campaign name", MAX_NAME),
         _text_input("description", "Description", MAX_DESCRIPTION, optional=True),
-        InputBlock(block_id="group_name", label="Send to", element=StaticSelectElement(
-            action_id=INPUT_ACTION, options=groups, placeholder="Choose a group, or All contacts"),
-            hint="The sender code's registered groups." if chosen else "Choose a sender code to see its groups."),
+        _send_to(chosen),
     ]
     if chosen and override:
         blocks.append(_text_input(
@@ -171,6 +169,19 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
                  "Shown on the card and kept in the audit trail."))
     return View(type="modal", callback_id=REQUEST_CALLBACK, title="Send an SMS campaign",
                 submit="Request approval", close="Discard", blocks=blocks).to_dict()
+
+
+def _send_to(chosen: SenderCodeRules | None) -> Block:
+    """Where to send: the chosen code's groups first, All contacts last and never preselected, so the
+    widest send is never the easy one. No code chosen yet: no choice at all, rather than All contacts alone."""
+    if chosen is None:
+        return ContextBlock(elements=[MarkdownTextObject(
+            text="*Send to*: choose a sender code above to see its groups.")])
+    groups = [_option(g, g) for g in chosen.groups[:MAX_SELECT_OPTIONS - 1]]
+    groups.append(_option(ALL_CONTACTS, "All contacts of the sender code", "EVERY contact: no group"))
+    return InputBlock(block_id="group_name", label="Send to", hint="The sender code's registered groups.",
+                      element=StaticSelectElement(action_id=INPUT_ACTION, options=groups,
+                                                  placeholder="Choose a group, or All contacts"))
 
 
 WITHDRAWN = "This SMS send request was not saved, so nothing will be sent. Run /sms-send again if it is wanted."
@@ -338,10 +349,37 @@ def message_quote(request: SendRequest) -> list[Block]:
 def _approvals_line(view: RequestView) -> str:
     request = view.request
     given = ", ".join(f"<@{a}>" for a in view.approvers) or "none yet"
-    line = f"Approvals: {len(view.approvers)} of {request.approvals_required} ({given})"
+    line = f"Approvals: {len(view.approvers)} of {request.approvals_required} ({given}) · {approvals_rule(request)}"
     if request.allow_self_approval:
         line += " · the requester may approve this sender code's sends"
+    if asked := _asked(view):
+        line += f"\n{asked}"
     return line + "".join(f"\n<@{a}>: “{escape(note)}”" for a, note in view.notes)
+
+
+MAX_ASKED = 3  # approvers a card names before "and N more"
+
+
+def _asked(view: RequestView) -> str:
+    """Who a pending request asks to approve: the code's user group, or a few of its approvers by name.
+
+    Only the card's first post notifies them: Slack does not notify mentions in an edited message,
+    and the line goes once the request is no longer pending."""
+    asked, r = view.asked, view.request
+    if asked is None or r.state != State.PENDING:
+        return ""
+    if asked.group:
+        return f"Asked to approve: <!subteam^{asked.group}>"
+    if not asked.approvers:
+        return (f"Nobody holds an approver grant for sender code {r.sender_code} yet: an admin must grant one "
+                "before this can be approved")
+    return f"Asked to approve: {_named(asked.approvers, MAX_ASKED)}"
+
+
+def _named(users: Sequence[str], limit: int) -> str:
+    """People as mentions, the first `limit` of them, then how many more."""
+    more = f" and {len(users) - limit} more" if len(users) > limit else ""
+    return mentions(users[:limit]) + more
 
 
 def _reason(r: SendRequest) -> str:
@@ -358,9 +396,7 @@ def _whom_to_ask(view: RequestView) -> str:
     admins = view.code_admins
     if not admins:
         return f"the people who run this bot (sender code {view.request.sender_code} has no admin)"
-    named = ", ".join(f"<@{a}>" for a in admins[:MAX_NAMED])
-    more = f" and {len(admins) - MAX_NAMED} more" if len(admins) > MAX_NAMED else ""
-    return f"an admin of sender code {view.request.sender_code} ({named}{more})"
+    return f"an admin of sender code {view.request.sender_code} ({_named(admins, MAX_NAMED)})"
 
 
 def outcome_text(view: RequestView) -> str:
@@ -512,7 +548,7 @@ def card_fallback(view: RequestView) -> str:
     audience = f"group {escape(r.group_name)}" if r.group_name else "ALL CONTACTS"
     return (f"{dry}SMS send {FALLBACK_STATE[r.state]}: campaign “{fit(escape(r.campaign_name), 200)}” "
             f"(message {fit(escape(r.message_name), 200)}) to {audience} of sender code {r.sender_code}, "
-            f"requested by <@{r.requester_id}>. Request {r.id}.")
+            f"requested by <@{r.requester_id}>. Request {r.id}." + (f" {asked}." if (asked := _asked(view)) else ""))
 
 
 # Endings everyone in the channel should see: something was (or may have been) sent, or a send
@@ -551,9 +587,7 @@ def ending_message(view: RequestView) -> str:
 def reminder_message(reminder: Reminder) -> str:
     """The one thread reply before a request expires, mentioning the approvers who have not decided."""
     r = reminder.view.request
-    named = ", ".join(mention(a) for a in reminder.undecided[:MAX_NAMED])
-    more = f" and {len(reminder.undecided) - MAX_NAMED} more" if len(reminder.undecided) > MAX_NAMED else ""
-    who = (f"{named}{more}: this request is waiting for your decision"
+    who = (f"{_named(reminder.undecided, MAX_NAMED)}: this request is waiting for your decision"
            if reminder.undecided else f"Nobody who can approve sender code {r.sender_code} has decided yet")
     return (f"Reminder — {who}. Message *{escape(r.message_name)}* for {mention(r.requester_id)} "
             f"expires {local_time(r.expires_at)} unless it is approved or rejected on the card above.")

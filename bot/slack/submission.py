@@ -69,7 +69,11 @@ class Submission:
 
     def publish(self, draft: SendRequest) -> Published:
         channel_id = draft.channel_id
-        preview = RequestView(draft)
+        try:  # who is asked to approve: mentioned on this first post, which is what notifies them
+            preview = self.lifecycle.preview(draft)
+        except DATABASE_ERRORS as exc:
+            log.warning("request card not posted: the database could not be reached (%s)", type(exc).__name__)
+            return NotPosted({"sender_code": DATABASE_DOWN})
         try:
             posted = self.client.chat_postMessage(channel=channel_id, text=blocks.card_fallback(preview),
                                                   blocks=blocks.card(preview), unfurl_links=False,

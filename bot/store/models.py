@@ -121,6 +121,10 @@ class SenderCode(Base):
     timezone: Mapped[str | None] = mapped_column(String(64))  # IANA name, of the quiet hours and the day; None: UTC
     # Slack channel IDs where this code may be requested; empty: any channel.
     channels: Mapped[list[str]] = mapped_column(JSON, default=list, server_default=text("'[]'"))
+    # Migration 0009. The Slack user group a card asks to approve (None: the code's approvers, by name),
+    # and the approvals a send to All contacts needs (None: `approvals_required`, as for a group).
+    approvers_group: Mapped[str | None] = mapped_column(String(32))
+    approvals_all_contacts: Mapped[int | None] = mapped_column(Integer)
 
 
 class PolicyVersion(Base):
