@@ -75,10 +75,13 @@ def test_choosing_a_sender_code_redraws_the_form_with_its_groups(
     sender = inputs(view)["sender_code"]
     assert "initial_option" not in sender["element"] and sender["dispatch_action"] is True
     assert [o["value"] for o in sender["element"]["options"]] == [OTHER_CODE, CODE]
-    assert [o["value"] for o in inputs(view)["group_name"]["element"]["options"]] == ["*"]
+    # No code chosen yet: no "Send to" choice at all, rather than one whose only and first option is All contacts.
+    assert "group_name" not in inputs(view)
+    assert "choose a sender code above to see its groups" in json.dumps(view["blocks"])
 
     redrawn = slack.choose_sender_code(REQUESTER, view, CODE)
-    assert [o["value"] for o in inputs(redrawn)["group_name"]["element"]["options"]] == ["VIP", "*"]
+    send_to = inputs(redrawn)["group_name"]["element"]
+    assert [o["value"] for o in send_to["options"]] == ["VIP", "*"] and "initial_option" not in send_to
     summary = json.dumps(redrawn["blocks"])
     assert "Marketing US" in summary and "2 approvals needed" in summary and "0 of 5 sends used today" in summary
     update = fake_slack.calls("views.update")[-1]
@@ -89,6 +92,18 @@ def test_choosing_a_sender_code_redraws_the_form_with_its_groups(
                             campaign_name="Spring", group_name="Staff")
     assert "not a registered group of sender code" in form_errors(response)["group_name"]
     assert db.requests() == []
+
+
+def test_a_form_submitted_before_its_sender_code_showed_its_groups_asks_for_a_group(
+        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    """Slack did not redraw the form (the bot was slow): the error goes on a field the form shows."""
+    db.sender_code(CODE, groups=["VIP"])
+    db.sender_code(OTHER_CODE)
+    db.grant(REQUESTER, "requester", ALL_SENDER_CODES)
+    view = slack.open_form(REQUESTER)
+    response = slack.submit(REQUESTER, view, message_name="Spring Sale", sender_code=CODE, campaign_name="Spring")
+    assert form_errors(response) == {"sender_code": "Choose a group, or All contacts."}
+    assert fake_slack.calls("chat.postMessage") == [] and db.requests() == []
 
 
 def test_message_type_ahead_lists_whatcounts_messages(slack: SlackDriver, fake_whatcounts: FakeWhatCounts) -> None:

@@ -67,7 +67,8 @@ def test_create_with_defaults_and_audit(db: Database) -> None:
     assert (event.actor_id, event.sender_code) == ("UADMIN", CODE)
     assert event.details == {"before": None, "after": {
         "label": "Marketing", "groups": [], "approvals": 2, "self_approval": False, "daily_cap": None,
-        "quiet_hours": None, "timezone": None, "channels": []}}
+        "quiet_hours": None, "timezone": None, "channels": [], "approvals_all_contacts": None,
+        "approvers_group": None}}
 
 
 def test_update_changes_only_the_given_fields(db: Database) -> None:
@@ -209,7 +210,8 @@ def sample_policy(db: Database) -> None:
     with db.sessions.begin() as session:
         set_sender_code(session, CODE, "U1", label="Marketing — Café ☕", groups=["VIP", "Newsletter: weekly"],
                         approvals=2, daily_cap=5, quiet_hours="21:00-08:00", timezone="America/New_York",
-                        channels=["C0123ABC", "G0456DEF"], self_approval=False)
+                        channels=["C0123ABC", "G0456DEF"], self_approval=False, approvals_all_contacts=3,
+                        approvers_group="S0123ABC")
         set_sender_code(session, OTHER, "U1", label="yes", approvals=1, self_approval=True)
         grants.grant(session, "UREQ", Role.REQUESTER, CODE, "U1")
         grants.grant(session, "UAPP", Role.APPROVER, ALL_SENDER_CODES, "U1")
@@ -225,10 +227,13 @@ def test_export_is_stable_and_readable(db: Database) -> None:
     document = yaml.safe_load(exported)
     assert document["version"] == 1
     assert document["sender_codes"][0] == {"code": OTHER, "label": "yes", "groups": [], "approvals": 1,
-                                           "self_approval": True, "daily_cap": None, "quiet_hours": None,
-                                           "timezone": None, "channels": []}
+                                           "approvals_all_contacts": None, "self_approval": True,
+                                           "daily_cap": None, "quiet_hours": None, "timezone": None,
+                                           "channels": [], "approvers_group": None}
     assert document["sender_codes"][1]["code"] == CODE
     assert document["sender_codes"][1]["label"] == "Marketing — Café ☕"
+    assert (document["sender_codes"][1]["approvals_all_contacts"], document["sender_codes"][1]["approvers_group"]) == (
+        3, "S0123ABC")
     assert document["grants"] == [
         {"user": "UADM", "role": "admin", "sender_code": "*"},
         {"user": "UAPP", "role": "approver", "sender_code": "*"},
@@ -391,7 +396,7 @@ def test_command_line(db: Database, tmp_path: Path) -> None:
     assert out.splitlines() == [
         f"sender code {CODE} added", f"{CODE}  Marketing",
         "    approvals 2, self-approval no, daily cap 5, quiet hours 21:00-08:00 America/New_York",
-        "    groups: VIP, Newsletter; channels: C0123ABC"]
+        "    groups: VIP, Newsletter; channels: C0123ABC; cards ask its approvers by name"]
 
     code, out, err = cli(db, tmp_path, "sender-code", "set", CODE, "--daily-cap", "none", "--quiet-hours", "7-8")
     assert code == 2 and out == ""
