@@ -18,16 +18,16 @@ APPROVERS = ("UAPPROVER1", "UAPPROVER2", "UAPPROVER3", "UAPPROVER4", "UAPPROVER5
 GROUP = "S0123ABCD"
 
 
+def card_text(call: dict[str, Any]) -> str:
+    """A message's text and blocks, as one string to search."""
+    blocks = call.get("blocks")
+    return str(call.get("text", "")) + (blocks if isinstance(blocks, str) else json.dumps(blocks))
+
+
 def mentioned(call: dict[str, Any]) -> set[str]:
     """The people a Slack message mentions: `<@U…>` in its text or blocks, and rich-text user elements."""
-    blocks = call.get("blocks")
-    text = call.get("text", "") + (blocks if isinstance(blocks, str) else json.dumps(blocks))
+    text = card_text(call)
     return set(re.findall(r"<@([UW][A-Z0-9]+)>", text)) | set(re.findall(r'"user_id":\s*"([UW][A-Z0-9]+)"', text))
-
-
-def card_text(call: dict[str, Any]) -> str:
-    blocks = call.get("blocks")
-    return call.get("text", "") + (blocks if isinstance(blocks, str) else json.dumps(blocks))
 
 
 def test_the_card_names_a_few_approvers_and_only_its_first_post_mentions_them(
