@@ -29,7 +29,8 @@ def test_the_card_and_its_outcome_are_posted_without_link_previews_and_read_well
     card = fake_slack.calls("chat.postMessage")[0]
     assert (card["unfurl_links"], card["unfurl_media"]) == (False, False)
     assert card["text"] == (f"SMS send waiting for approval: campaign “Spring 2026” (message Spring Sale) to group "
-                            f"VIP customers of sender code {CODE}, requested by <@{REQUESTER}>. Request {request_id}.")
+                            f"VIP customers of sender code {CODE}, requested by <@{REQUESTER}>. Request {request_id}. "
+                            f"Asked to approve: <@{APPROVER}>.")
     labels = {action: button["accessibility_label"] for action, button in buttons(card).items()}
     assert labels == {"approve": "Approve and send: campaign Spring 2026 to group VIP customers",
                       "approve_with_note": "Approve with a note: campaign Spring 2026 to group VIP customers",
@@ -190,7 +191,7 @@ def test_all_contacts_comes_after_the_codes_groups_and_is_never_chosen_for_you(
     db.sender_code("5550000000", groups=["Staff"])
     db.grant(REQUESTER, "requester", ALL_SENDER_CODES)
     view = slack.open_form(REQUESTER)
-    assert "initial_option" not in send_to(view)
+    assert not any(b.get("block_id") == "group_name" for b in view["blocks"])  # not All contacts alone
 
     redrawn = slack.choose_sender_code(REQUESTER, view, CODE)
     options = send_to(redrawn)["options"]

@@ -49,7 +49,7 @@ def test_typed_text_is_shown_on_the_card_exactly_as_it_will_be_sent(
     # The fallback (notifications, old clients) is escaped: it can neither ping nor link.
     assert card["text"] == (f"SMS send waiting for approval: campaign “{CAMPAIGN}” (message Promo &lt;!here&gt; "
                             f"*50%*) to group *VIP* list of sender code {CODE}, requested by <@{REQUESTER}>. "
-                            f"Request {request_id_of(card)}.")
+                            f"Request {request_id_of(card)}. Asked to approve: <@{APPROVER}>.")
 
     slack.click(APPROVER, "approve", request_id_of(card))
     slack.wait_outcome("submitted")
