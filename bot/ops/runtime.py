@@ -76,6 +76,8 @@ def build_core(settings: Settings) -> Core:
     if dry_run:
         log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")
     lifecycle = Lifecycle(sessions, whatcounts, request_ttl=timedelta(minutes=settings.request_ttl_minutes),
-                          messages=catalog, dry_run=dry_run)
+                          messages=catalog, dry_run=dry_run,
+                          send_at_max=timedelta(days=settings.send_at_max_days),
+                          send_at_grace=timedelta(minutes=settings.send_at_grace_minutes))
     form = RequestForm(sessions, cache, dry_run=dry_run)
     return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork())
