@@ -138,6 +138,7 @@ def test_a_scheduled_send_outlives_its_time_to_live_and_goes_once_at_its_time(
     request_id = slack.request(REQUESTER, send_at=unix(send_at))
     card = fake_slack.calls("chat.postMessage")[0]
     assert "To be sent " + slack_date(send_at) in json.dumps(card["blocks"])
+    assert f"{send_at:%a %d %b %Y %H:%M} UTC" in json.dumps(card["blocks"])  # the code's zone: none, so UTC
     slack.click(APPROVER, "approve", request_id)
     scheduled_card = slack.wait_card(request_id, "scheduled")
     assert "to be sent " + slack_date(send_at) in json.dumps(scheduled_card["blocks"])
@@ -197,6 +198,9 @@ def test_a_scheduled_send_cancelled_or_withdrawn_before_its_time_is_never_sent(
     db.grant(ADMIN, "admin", CODE)
     send_at = db_now(db) + timedelta(hours=1)
     cancelled, withdrawn = schedule(slack, db, send_at), schedule(slack, db, send_at)
+    admin_home = json.dumps([c for c in fake_slack.calls("views.publish") if c["user_id"] == ADMIN][-1]["view"])
+    assert "Scheduled sends" in admin_home and f"request `{withdrawn}`" in admin_home  # where to find it
+    assert "to be sent " + slack_date(send_at) in admin_home
     slack.click(APPROVER, "reject", cancelled)  # approved already: not an approver's to reject now
     slack.click(REQUESTER, "cancel", cancelled)
     slack.click(ADMIN, "withdraw", withdrawn)

@@ -44,10 +44,15 @@ def quiet_problem(rules: SenderCodeRules, now: datetime) -> str | None:
             "with a written reason.")
 
 
-def in_code_zone(rules: SenderCodeRules, moment: datetime) -> str:
-    """A moment (naive UTC) as the sender code's people read it: "Wed 26 Nov 08:00 America/New_York"."""
-    name = rules.timezone or "UTC"
+def in_zone(moment: datetime, name: str | None) -> str:
+    """A moment (naive UTC) on the clock of zone `name` (UTC if None): "Wed 26 Nov 2026 08:00 America/New_York"."""
+    name = name or "UTC"
     return f"{moment.replace(tzinfo=UTC).astimezone(zone(name)):%a %d %b %Y %H:%M} {name}"
+
+
+def in_code_zone(rules: SenderCodeRules, moment: datetime) -> str:
+    """A moment as the sender code's people read it, in the code's zone."""
+    return in_zone(moment, rules.timezone)
 
 
 def next_allowed_offer(rules: SenderCodeRules, now: datetime) -> str:

@@ -260,6 +260,9 @@ def _fields(request: SendRequest) -> RichTextBlock:
     ]
     if request.description:  # rows with nothing to say are left out
         rows.append(("Description", [_literal(request.description)]))
+    if request.send_at:  # in the code's zone as far as the card knows it (its quiet hours'); everyone's below
+        zone = request.quiet_hours.timezone if request.quiet_hours else None
+        rows.append(("Send at", [_literal(sending.in_zone(request.send_at, zone))]))
     if request.quiet_hours:
         rows.append(("Quiet hours", _quiet_hours(request)))
     parts: list[RichPart] = []

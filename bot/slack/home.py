@@ -69,6 +69,10 @@ def home_view(o: Overview, base: str) -> dict[str, Any]:
         shown += [DividerBlock(), HeaderBlock(text="Outcome unknown")]
         shown += [SectionBlock(text=f"{_summary(r)}\n<{card_link(r, base)}|see the card>") for r in o.unknown.items]
         shown += _more(o.unknown, "No send has an unknown outcome.")
+        shown += [DividerBlock(), HeaderBlock(text="Scheduled sends")]
+        shown += [SectionBlock(text=f"{_summary(r)}\n<{card_link(r, base)}|see the card> to withdraw it")
+                  for r in o.scheduled.items]
+        shown += _more(o.scheduled, "No approved send is waiting for its time.")
     assert len(shown) <= MAX_BLOCKS, len(shown)
     return View(type="home", blocks=shown).to_dict()
 
