@@ -260,9 +260,9 @@ def test_migration_0011_keeps_requests_and_ends_scheduled_ones_on_downgrade(data
             insert_old_request(connection, "waits", "scheduled")
         command.downgrade(schema.alembic_config(database_url), "0008")
         with engine.begin() as connection:
-            rows = dict(connection.execute(text("SELECT id, state FROM send_requests")).all())
+            rows: dict[str, str] = dict(connection.execute(text("SELECT id, state FROM send_requests")).tuples().all())
             assert rows == {"old": "pending", "waits": "failed"}
             reason = connection.execute(text("SELECT reason FROM send_requests WHERE id = 'waits'")).scalar()
-            assert "without scheduled sends" in reason
+            assert "without scheduled sends" in str(reason)
             connection.execute(text("DELETE FROM send_requests WHERE id = 'waits'"))
     engine.dispose()
