@@ -212,6 +212,8 @@ def test_a_scheduled_send_cancelled_or_withdrawn_before_its_time_is_never_sent(
     told(fake_slack, db, withdrawn, "withdrew this request before its time to send. Nothing will be sent.")
     assert "already approved: it waits for its time" in slack.wait_ephemeral(APPROVER, "already approved")
     assert db.events(withdrawn)[-1] == "withdrawn"
+    admin_home = json.dumps([c for c in fake_slack.calls("views.publish") if c["user_id"] == ADMIN][-1]["view"])
+    assert "No approved send is waiting for its time." in admin_home  # the admins' list followed
 
 
 def test_a_grant_revoked_before_its_time_stops_the_send_with_a_reason_told(
@@ -260,7 +262,7 @@ def test_migration_0011_keeps_requests_and_ends_scheduled_ones_on_downgrade(data
             insert_old_request(connection, "waits", "scheduled")
         command.downgrade(schema.alembic_config(database_url), "0008")
         with engine.begin() as connection:
-            rows: dict[str, str] = dict(connection.execute(text("SELECT id, state FROM send_requests")).tuples().all())
+            rows = {row[0]: row[1] for row in connection.execute(text("SELECT id, state FROM send_requests"))}
             assert rows == {"old": "pending", "waits": "failed"}
             reason = connection.execute(text("SELECT reason FROM send_requests WHERE id = 'waits'")).scalar()
             assert "without scheduled sends" in str(reason)

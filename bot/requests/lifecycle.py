@@ -284,14 +284,15 @@ class Lifecycle:
                 SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is not None
             now = self.clock(session)
             claimed = scheduled = False
-            if ready and request.send_at is not None:  # approved: it waits for its time (`start_due_sends`)
-                stop = None
+            later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
+            stop = self._claim_check(session, request, now, AT_APPROVAL) if ready and not later else None
+            if ready and later:
                 scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
                                              SendRequest.expires_at > now)
                 if scheduled:
                     audit.record(session, "scheduled", approver_id, request_id=request_id,
                                  sender_code=request.sender_code, **_send_at_detail(request))
-            elif (stop := self._claim_check(session, request, now, AT_APPROVAL) if ready else None) is None:
+            elif stop is None:
                 assert self.whatcounts is not None
                 deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
                 claimed = self._transition(session, request_id, (State.PENDING,), State.SENDING, enough,

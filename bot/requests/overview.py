@@ -92,9 +92,9 @@ def overview(sessions: sessionmaker[Session], user_id: str, limit: int = LIMIT,
 
 def people_involved(sessions: sessionmaker[Session], view: RequestView) -> set[str]:
     """Whose Home tab shows this request: its requester, its approvers (given or possible), and
-    for an unknown outcome or a scheduled send the sender code's admins."""
+    for an unknown outcome or a send with a time (listed while it waits) the sender code's admins."""
     r = view.request
-    roles = [Role.APPROVER] + ([Role.ADMIN] if r.state in (State.UNKNOWN, State.SCHEDULED) else [])
+    roles = [Role.APPROVER] + ([Role.ADMIN] if r.state == State.UNKNOWN or r.send_at is not None else [])
     with sessions() as session:
         holders = session.scalars(select(Grant.user_id).where(
             Grant.role.in_(roles), Grant.sender_code.in_(grants.scopes_covering(r.sender_code))).distinct())
