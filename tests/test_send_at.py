@@ -180,8 +180,10 @@ def test_two_bot_processes_sweeping_one_database_send_a_scheduled_request_once(
         with db.sessions.begin() as session:  # its time comes now, on the database's clock
             session.execute(update(SendRequest).where(SendRequest.id == request_id)
                             .values(send_at=database_now(session) - timedelta(seconds=1)))
+        bot = slack.bot
+        assert bot is not None
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda _i: slack.bot.sweep() if slack.bot else None, range(8)))
+            list(pool.map(lambda _i: bot.sweep(), range(8)))
         fake_slack.wait_until(lambda: db.request(request_id).state == "sent", what="the send")
         wall.sleep(1)  # the other process sweeps three more times, finding it sent
     assert len(fake_whatcounts.posts()) == 1
