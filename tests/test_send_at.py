@@ -20,6 +20,7 @@ from alembic import command
 from sqlalchemy import text, update
 
 from bot.ops.config import ConfigError, load_settings
+from bot.ops.runtime import build_core
 from bot.rules.sender_codes import ALL_CONTACTS
 from bot.store import schema
 from bot.store.engine import database_now, make_engine
@@ -125,6 +126,14 @@ def test_send_at_settings_are_checked_at_start() -> None:
         load_settings({"SEND_AT_MAX_DAYS": "0", "SEND_AT_GRACE_MINUTES": "soon"}, slack=False, whatcounts=False)
     assert "SEND_AT_MAX_DAYS must be a positive number of days" in str(refused.value)
     assert "SEND_AT_GRACE_MINUTES must be a positive number of minutes" in str(refused.value)
+
+
+def test_a_grace_shorter_than_two_sweeps_is_warned_of_at_start(
+        env: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    core = build_core(load_settings({**env, "SWEEP_INTERVAL_SECONDS": "3600"}))
+    core.shutdown()
+    core.engine.dispose()
+    assert "SEND_AT_GRACE_MINUTES (15) is shorter than two sweeps" in caplog.text
 
 
 # --- scheduled, then sent at its time ----------------------------------------------------------
