@@ -25,7 +25,7 @@ from bot.rules.sender_codes import ALL_CONTACTS
 from bot.store import schema
 from bot.store.engine import database_now, make_engine
 from bot.store.models import SendRequest
-from tests.fakes import SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
+from tests.fakes import SPRING_SALE, SUCCESS_BODY, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CODE, Database, SlackDriver, form_errors, in_process_bot, insert_old_request, running_bot
 
 REQUESTER, APPROVER, ADMIN = "UREQUESTER", "UAPPROVER", "UADMIN"
@@ -239,6 +239,34 @@ def test_a_grant_revoked_before_its_time_stops_the_send_with_a_reason_told(
     assert request.state == "failed" and fake_whatcounts.posts() == []
     assert request.reason == "Not sent: an approver's grant was revoked before the send."
     assert told(fake_slack, db, request_id, "grant was revoked")["reply_broadcast"] is True
+
+
+def test_a_message_edited_in_whatcounts_before_its_time_is_not_sent(
+        db: Database, slack: SlackDriver, env: dict[str, str], fake_slack: FakeSlack,
+        fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    send_at = db_now(db) + timedelta(hours=1)
+    request_id = schedule(slack, db, send_at)
+    fake_whatcounts.messages = [{**SPRING_SALE, "messageText": "Spring sale: 90% off. Reply STOP to opt out."}]
+    sweep_at(env, send_at)
+    assert db.request(request_id).state == "failed" and fake_whatcounts.posts() == []
+    told(fake_slack, db, request_id, "was changed in WhatCounts")
+
+
+def test_quiet_hours_set_on_the_code_before_its_time_stop_the_send(
+        db: Database, slack: SlackDriver, env: dict[str, str], fake_slack: FakeSlack,
+        fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    send_at = db_now(db) + timedelta(hours=1)
+    request_id = schedule(slack, db, send_at)
+    start, end = send_at - timedelta(hours=1), send_at + timedelta(hours=1)
+    db.sender_code(CODE, quiet_start=time(start.hour, start.minute), quiet_end=time(end.hour, end.minute),
+                   timezone="UTC")
+    sweep_at(env, send_at)
+    request = db.request(request_id)
+    assert request.state == "failed" and fake_whatcounts.posts() == []
+    assert request.reason is not None and request.reason.startswith("Not sent at its time: It is ")
+    told(fake_slack, db, request_id, "quiet hours")
 
 
 def test_a_scheduled_send_found_past_its_grace_fails_with_a_reason_and_is_told(
