@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time as wall
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
@@ -227,46 +228,39 @@ def test_a_scheduled_send_cancelled_or_withdrawn_before_its_time_is_never_sent(
     assert "No approved send is waiting for its time." in admin_home  # the admins' list followed
 
 
-def test_a_grant_revoked_before_its_time_stops_the_send_with_a_reason_told(
-        db: Database, slack: SlackDriver, env: dict[str, str], fake_slack: FakeSlack,
-        fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER)
-    send_at = db_now(db) + timedelta(hours=1)
-    request_id = schedule(slack, db, send_at)
+def revoke_the_approvers_grant(db: Database, _whatcounts: FakeWhatCounts, _send_at: datetime) -> None:
     db.revoke(APPROVER, "approver")
-    sweep_at(env, send_at)
-    request = db.request(request_id)
-    assert request.state == "failed" and fake_whatcounts.posts() == []
-    assert request.reason == "Not sent: an approver's grant was revoked before the send."
-    assert told(fake_slack, db, request_id, "grant was revoked")["reply_broadcast"] is True
 
 
-def test_a_message_edited_in_whatcounts_before_its_time_is_not_sent(
-        db: Database, slack: SlackDriver, env: dict[str, str], fake_slack: FakeSlack,
-        fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER)
-    send_at = db_now(db) + timedelta(hours=1)
-    request_id = schedule(slack, db, send_at)
-    fake_whatcounts.messages = [{**SPRING_SALE, "messageText": "Spring sale: 90% off. Reply STOP to opt out."}]
-    sweep_at(env, send_at)
-    assert db.request(request_id).state == "failed" and fake_whatcounts.posts() == []
-    told(fake_slack, db, request_id, "was changed in WhatCounts")
+def edit_the_message_in_whatcounts(_db: Database, whatcounts: FakeWhatCounts, _send_at: datetime) -> None:
+    whatcounts.messages = [{**SPRING_SALE, "messageText": "Spring sale: 90% off. Reply STOP to opt out."}]
 
 
-def test_quiet_hours_set_on_the_code_before_its_time_stop_the_send(
-        db: Database, slack: SlackDriver, env: dict[str, str], fake_slack: FakeSlack,
-        fake_whatcounts: FakeWhatCounts) -> None:
-    db.allow_sends(REQUESTER, APPROVER)
-    send_at = db_now(db) + timedelta(hours=1)
-    request_id = schedule(slack, db, send_at)
+def set_quiet_hours_around_it(db: Database, _whatcounts: FakeWhatCounts, send_at: datetime) -> None:
     start, end = send_at - timedelta(hours=1), send_at + timedelta(hours=1)
     db.sender_code(CODE, quiet_start=time(start.hour, start.minute), quiet_end=time(end.hour, end.minute),
                    timezone="UTC")
+
+
+@pytest.mark.parametrize(("change", "reason"), [
+    (revoke_the_approvers_grant, "Not sent: an approver's grant was revoked before the send."),
+    (edit_the_message_in_whatcounts, "Not sent: the text of message “Spring Sale” was changed in WhatCounts"),
+    (set_quiet_hours_around_it, "Not sent at its time: It is "),
+])
+def test_what_changes_before_its_time_is_checked_then_and_stops_the_send_with_its_reason_told(
+        db: Database, slack: SlackDriver, env: dict[str, str], fake_slack: FakeSlack,
+        fake_whatcounts: FakeWhatCounts, change: Callable[[Database, FakeWhatCounts, datetime], None],
+        reason: str) -> None:
+    """The checks a send now makes (grants, the text approvers saw, the code's rules) are made at its time."""
+    db.allow_sends(REQUESTER, APPROVER)
+    send_at = db_now(db) + timedelta(hours=1)
+    request_id = schedule(slack, db, send_at)
+    change(db, fake_whatcounts, send_at)
     sweep_at(env, send_at)
     request = db.request(request_id)
     assert request.state == "failed" and fake_whatcounts.posts() == []
-    assert request.reason is not None and request.reason.startswith("Not sent at its time: It is ")
-    told(fake_slack, db, request_id, "quiet hours")
+    assert request.reason is not None and request.reason.startswith(reason)
+    assert told(fake_slack, db, request_id, reason)["reply_broadcast"] is True
 
 
 def test_a_scheduled_send_found_past_its_grace_fails_with_a_reason_and_is_told(
