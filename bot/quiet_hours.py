@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 _HHMM = re.compile(r"(\d{1,2}):(\d{2})")
@@ -100,3 +100,20 @@ class QuietHours:
         if self.start < self.end:
             return self.start <= now < self.end
         return now >= self.start or now < self.end
+
+    def next_allowed(self, after: datetime) -> datetime:
+        """The first moment at or after `after` outside the window, naive UTC like `after` (aware: UTC too).
+
+        The window opens and closes on whole local minutes and zones change their offset on whole
+        minutes, so the first allowed moment is `after` itself or a whole minute: walking minute by
+        minute (at most a day and the hour a DST change may add) is exact across DST gaps and
+        repeated hours and windows that cross midnight.
+        """
+        aware = after if after.tzinfo else after.replace(tzinfo=UTC)
+        moment = aware
+        if self.contains(moment):
+            moment = moment.replace(second=0, microsecond=0)  # the window is on whole minutes: so is its end
+            while self.contains(moment):
+                moment += timedelta(minutes=1)
+        utc = moment.astimezone(UTC)
+        return utc if after.tzinfo else utc.replace(tzinfo=None)

@@ -448,6 +448,8 @@ class SlackDriver:
             if element["type"] in ("static_select", "external_select"):
                 option = {"text": {"type": "plain_text", "text": value}, "value": value} if value else None
                 entry = {"type": element["type"], "selected_option": option}
+            elif element["type"] == "datetimepicker":  # UNIX seconds, as Slack reports the picked moment
+                entry = {"type": element["type"], "selected_date_time": int(value) if value else None}
             else:
                 entry = {"type": element["type"], "value": value}
             state[block["block_id"]] = {element["action_id"]: entry}

@@ -32,8 +32,9 @@ def labels(view: dict[str, Any]) -> list[str]:
 
 def test_healthz_says_the_process_is_up_even_while_readyz_says_the_schema_is_not(
         db: Database, bot_app: InProcessBot) -> None:
-    assert (bot_app.get("/healthz").status_code, bot_app.get("/healthz").text) == (200, "ok\n")
-    assert (bot_app.get("/readyz").status_code, bot_app.get("/readyz").text) == (200, "ok\n")
+    for path in ("/healthz", "/readyz"):
+        answer = bot_app.get(path)
+        assert (answer.status_code, answer.text) == (200, "ok\n")
     with db.engine.begin() as connection:
         connection.execute(text("UPDATE alembic_version SET version_num = '0000_older'"))
     not_ready = bot_app.get("/readyz")
@@ -53,11 +54,11 @@ def test_happy_path(db: Database, slack: SlackDriver, fake_slack: FakeSlack,
                     fake_whatcounts: FakeWhatCounts) -> None:
     db.allow_sends(REQUESTER, APPROVER, label="Marketing US", groups=["VIP customers", "Leads"])
     view = slack.open_form(REQUESTER)
-    assert labels(view) == ["SMS message", "Sender code", "Campaign name", "Description", "Send to"]
+    assert labels(view) == ["SMS message", "Sender code", "Campaign name", "Description", "Send to", "Send at"]
     inputs = [b for b in view["blocks"] if b["type"] == "input"]
-    assert [b.get("optional", False) for b in inputs] == [False, False, False, True, False]
+    assert [b.get("optional", False) for b in inputs] == [False, False, False, True, False, True]
     assert [b["element"]["type"] for b in inputs] == [
-        "external_select", "static_select", "plain_text_input", "plain_text_input", "static_select"]
+        "external_select", "static_select", "plain_text_input", "plain_text_input", "static_select", "datetimepicker"]
     # The requester's only code is chosen already, so its groups are offered, never free text.
     assert inputs[1]["element"]["initial_option"]["value"] == CODE
     assert [o["value"] for o in inputs[4]["element"]["options"]] == ["VIP customers", "Leads", "*"]

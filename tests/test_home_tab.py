@@ -230,7 +230,7 @@ def test_an_admin_sees_each_code_with_todays_cap_use_and_quiet_hours_and_whether
 
     home = open_home(slack, ADMIN)
 
-    assert headers(home)[-2:] == ["Sender codes I administer", "Outcome unknown"]
+    assert headers(home)[-3:] == ["Sender codes I administer", "Outcome unknown", "Scheduled sends"]
     codes = text(section(home, "Sender codes I administer"))
     assert f"*{CODE}* · 1 of 5 sends today · quiet hours {later} UTC: not in effect now" in codes
     assert f"*5550001111* (Alerts) · 0 sends today, no cap · quiet hours {quiet_now} UTC: *in effect now*" in codes

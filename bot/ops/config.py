@@ -47,6 +47,8 @@ class Settings:
     whatcounts_dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
     request_ttl_minutes: float = 60.0
     sweep_interval_seconds: float = 30.0
+    send_at_max_days: float = 7.0  # how far ahead "Send at" may be
+    send_at_grace_minutes: float = 15.0  # how late a scheduled send may still go out (the bot was down)
     reminder_at_fraction: float = 0.5  # of the time to live, when the one reminder goes out; 0: none
     policy_cache_seconds: float = 1.0  # how old the request form's grants and sender codes may be
     log_format: str = "text"  # text | json (LOG_FORMAT)
@@ -79,18 +81,24 @@ def _number(env: Mapping[str, str], name: str, default: float, problems: list[st
 
 
 _UNITS = {
+    "SEND_AT_MAX_DAYS": "days",
+    "SEND_AT_GRACE_MINUTES": "minutes",
     "WHATCOUNTS_TIMEOUT": "seconds",
     "REQUEST_TTL_MINUTES": "minutes",
     "SWEEP_INTERVAL_SECONDS": "seconds",
     "POLICY_CACHE_SECONDS": "seconds",
 }
 _MOST = {
+    "SEND_AT_MAX_DAYS": 90.0,
+    "SEND_AT_GRACE_MINUTES": 1440.0,
     "WHATCOUNTS_TIMEOUT": 300.0,
     "REQUEST_TTL_MINUTES": 43200.0,
     "SWEEP_INTERVAL_SECONDS": 3600.0,
     "POLICY_CACHE_SECONDS": 3600.0,
 }
 _MOST_IN_WORDS = {
+    "SEND_AT_MAX_DAYS": "90 days",
+    "SEND_AT_GRACE_MINUTES": "a day",
     "WHATCOUNTS_TIMEOUT": "5 minutes",
     "REQUEST_TTL_MINUTES": "30 days",
     "SWEEP_INTERVAL_SECONDS": "an hour",
@@ -160,6 +168,8 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         "request_ttl_minutes": _number(env, "REQUEST_TTL_MINUTES", 60.0, problems),
         "sweep_interval_seconds": _number(env, "SWEEP_INTERVAL_SECONDS", 30.0, problems),
         "policy_cache_seconds": _number(env, "POLICY_CACHE_SECONDS", 1.0, problems, zero=True),
+        "send_at_max_days": _number(env, "SEND_AT_MAX_DAYS", 7.0, problems),
+        "send_at_grace_minutes": _number(env, "SEND_AT_GRACE_MINUTES", 15.0, problems),
     }
     values["reminder_at_fraction"] = _reminder_at_fraction(env.get("REMINDER_AT_FRACTION", ""), problems)
     log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"

@@ -75,7 +75,12 @@ def build_core(settings: Settings) -> Core:
     dry_run = settings.whatcounts_dry_run
     if dry_run:
         log.warning("WHATCOUNTS_DRY_RUN is on: requests are approved as usual but nothing is sent to WhatCounts")
+    if settings.send_at_grace_minutes * 60 < 2 * settings.sweep_interval_seconds:
+        log.warning("SEND_AT_GRACE_MINUTES (%g) is shorter than two sweeps (SWEEP_INTERVAL_SECONDS %g): scheduled "
+                    "sends may fail as missed", settings.send_at_grace_minutes, settings.sweep_interval_seconds)
     lifecycle = Lifecycle(sessions, whatcounts, request_ttl=timedelta(minutes=settings.request_ttl_minutes),
-                          messages=catalog, dry_run=dry_run)
+                          messages=catalog, dry_run=dry_run,
+                          send_at_max=timedelta(days=settings.send_at_max_days),
+                          send_at_grace=timedelta(minutes=settings.send_at_grace_minutes))
     form = RequestForm(sessions, cache, dry_run=dry_run)
     return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from bot.rules.sender_codes import ALL_CONTACTS, normalize_sender_code
 from bot.text import describe_character, hidden_character
@@ -86,3 +87,14 @@ def parse_override(reason: str | None) -> tuple[str | None, dict[str, str]]:
     """An admin's reason to send inside quiet hours (optional): shown to approvers and audited."""
     text, problem = parse_note(reason, "quiet-hours override reason", required=False)
     return text, ({"quiet_override": problem} if problem else {})
+
+
+def parse_send_at(selected: object) -> tuple[datetime | None, dict[str, str]]:
+    """Slack's date-and-time picker's `selected_date_time` (UNIX seconds: no time zone to guess) as naive
+    UTC, as the database keeps times; None if left empty. Whether it is allowed is the sender code's to say."""
+    if selected is None or selected == "":
+        return None, {}
+    try:
+        return datetime.fromtimestamp(int(str(selected)), UTC).replace(tzinfo=None), {}
+    except (ValueError, OverflowError, OSError):
+        return None, {"send_at": "Choose a date and a time to send at, or leave both empty to send once approved."}

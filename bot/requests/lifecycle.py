@@ -54,6 +54,11 @@ TOO_LATE = ("Not sent: the bot was held up before it could call WhatCounts, past
 
 
 WITHDRAWN = "Withdrawn by an admin of the sender code before anyone decided."
+WITHDRAWN_SCHEDULED = "Withdrawn by an admin of the sender code before its time to send."
+# What a refusal by the sender code's rules at the moment of sending says the moment was.
+AT_APPROVAL, AT_SEND_AT = "at approval", "at its time"
+# Where the requester and an admin may still stop a request: before anyone decided, and while it waits for its time.
+STOPPABLE = (State.PENDING, State.SCHEDULED)
 ALREADY_SUBMITTED = "This form was already submitted: its request is in the channel."
 
 
@@ -131,6 +136,9 @@ class Lifecycle:
     clock: Callable[[Session], datetime] = field(default=database_now)
     messages: MessageCatalog | None = None  # None: message names cannot be checked
     dry_run: bool = False  # WHATCOUNTS_DRY_RUN: everything but the POST
+    send_at_max: timedelta = timedelta(days=7)  # SEND_AT_MAX_DAYS: how far ahead a send may be set
+    # SEND_AT_GRACE_MINUTES: how late past its time a scheduled send still goes (the bot was down); then it fails.
+    send_at_grace: timedelta = timedelta(minutes=15)
 
     def view(self, request_id: str) -> RequestView | None:
         with self.sessions() as session:
@@ -144,10 +152,13 @@ class Lifecycle:
         return secrets.token_hex(6)
 
     def draft(self, requester_id: str, team_id: str, channel_id: str, fields: RequestFields,
-              quiet_override: str | None = None) -> SendRequest | Invalid | Unregistered:
+              quiet_override: str | None = None,
+              send_at: datetime | None = None) -> SendRequest | Invalid | Unregistered:
         """A request not yet stored, checked against the sender code's rules, for posting its card first.
 
-        `quiet_override`: an admin's reason to request a send inside quiet hours.
+        `quiet_override`: an admin's reason to request a send inside quiet hours. `send_at` (naive UTC):
+        send then, once approved, rather than at approval; approvals must then come before it (and its
+        grace), so the request expires by then at the latest.
         """
         code = fields.sender_code
         with self.sessions() as session:
@@ -158,10 +169,15 @@ class Lifecycle:
             if rules is None:
                 return Unregistered(code)
             errors: dict[str, str] = {}
-            if ((problem := sending.channel_problem(rules, channel_id))
-                    or (problem := sending.cap_problem(session, rules, now, self.dry_run))
-                    or ((problem := sending.quiet_problem(rules, now)) and not quiet_override)):
+            quiet_now = None if send_at is not None or quiet_override else sending.quiet_problem(rules, now)
+            if quiet_now:
+                quiet_now += " " + sending.next_allowed_offer(rules, now)
+            if problem := (sending.channel_problem(rules, channel_id)
+                           or sending.cap_problem(session, rules, send_at or now, self.dry_run) or quiet_now):
                 errors["sender_code"] = problem
+            if send_at is not None and (problem := sending.send_at_problem(
+                    rules, send_at, now, self.send_at_max, quiet_overridden=bool(quiet_override))):
+                errors["send_at"] = problem
             if problem := sending.group_problem(rules, fields.group_name):
                 errors["group_name"] = problem
             if quiet_override and not grants.has_role(session, requester_id, Role.ADMIN, code):
@@ -179,7 +195,8 @@ class Lifecycle:
             sender_code=code, campaign_name=fields.campaign_name,
             description=fields.description, group_name=fields.group_name,
             approvals_required=rules.approvals_for(fields.group_name), allow_self_approval=rules.self_approval,
-            created_at=now, expires_at=now + self.request_ttl, version=1, card_version=1,
+            created_at=now, expires_at=min(now + self.request_ttl, send_at + self.send_at_grace) if send_at
+            else now + self.request_ttl, send_at=send_at, version=1, card_version=1,
             outcome_posted=False, message_text=text, message_verified=text is not None,
             sender_label=rules.label,
             quiet_hours=rules.quiet_hours,
@@ -210,7 +227,7 @@ class Lifecycle:
                              message_name=draft.message_name, campaign_name=draft.campaign_name,
                              description=draft.description, group_name=draft.group_name,
                              approvals_required=draft.approvals_required, message_verified=draft.message_verified,
-                             dry_run=draft.dry_run)
+                             dry_run=draft.dry_run, **_send_at_detail(draft))
                 if draft.quiet_override:
                     audit.record(session, "quiet_override", draft.requester_id, request_id=draft.id,
                                  sender_code=draft.sender_code,
@@ -272,9 +289,16 @@ class Lifecycle:
             ready = session.scalar(select(SendRequest.id).where(
                 SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is not None
             now = self.clock(session)
-            stop = self._claim_check(session, request, now) if ready else None
-            claimed = False
-            if stop is None:
+            claimed = scheduled = False
+            later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
+            stop = self._claim_check(session, request, now, AT_APPROVAL) if ready and not later else None
+            if ready and later:
+                scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
+                                             SendRequest.expires_at > now)
+                if scheduled:
+                    audit.record(session, "scheduled", approver_id, request_id=request_id,
+                                 sender_code=request.sender_code, **_send_at_detail(request))
+            elif stop is None:
                 assert self.whatcounts is not None
                 deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
                 claimed = self._transition(session, request_id, (State.PENDING,), State.SENDING, enough,
@@ -288,21 +312,21 @@ class Lifecycle:
                              reason=stop)
             view = read_view(session, request_id)
         assert view is not None
-        if not claimed and view.request.state not in (State.PENDING, State.FAILED):
+        if not claimed and not scheduled and view.request.state not in (State.PENDING, State.FAILED):
             return Closed(view)  # another approval won the race; ours changed nothing that matters
         return Changed(view, send=claimed)
 
     @staticmethod
-    def _claim_check(session: Session, request: SendRequest, now: datetime) -> str | None:
+    def _claim_check(session: Session, request: SendRequest, now: datetime, moment: str) -> str | None:
         """The rules at the moment of sending, with the sender code's row locked so that
         concurrent claims of one code count each other's sends. A reason means: do not send."""
         rules = sending.lock_sender_code(session, request.sender_code)
         if rules is None:
             return f"Not sent: sender code {request.sender_code} is no longer registered."
         if not request.quiet_override and (problem := sending.quiet_problem(rules, now)):
-            return f"Not sent at approval: {problem}"
+            return f"Not sent {moment}: {problem}"
         if problem := sending.cap_problem(session, rules, now, request.dry_run):
-            return f"Not sent at approval: {problem}"
+            return f"Not sent {moment}: {problem}"
         return None
 
     @_refusals_audited("reject")
@@ -312,13 +336,15 @@ class Lifecycle:
 
     @_refusals_audited("cancel")
     def cancel(self, request_id: str, user_id: str) -> Decision:
-        return self._close(request_id, user_id, State.CANCELLED, "cancelled", self._may_cancel)
+        """The requester stops their request: while it is pending, or approved and waiting for its time."""
+        return self._close(request_id, user_id, State.CANCELLED, "cancelled", self._may_cancel, open_in=STOPPABLE)
 
     @_refusals_audited("withdraw")
     def withdraw(self, request_id: str, admin_id: str) -> Decision:
-        """An admin of the sender code clears a pending request nobody decided (it ends as cancelled)."""
+        """An admin of the sender code clears a pending request nobody decided, or a scheduled one before its
+        time (it ends as cancelled)."""
         return self._close(request_id, admin_id, State.CANCELLED, "withdrawn", self._may_withdraw,
-                           reason=WITHDRAWN)
+                           reason=WITHDRAWN, open_in=STOPPABLE)
 
     @staticmethod
     def _may_withdraw(session: Session, request: SendRequest, user_id: str) -> str | None:
@@ -337,14 +363,18 @@ class Lifecycle:
         return None if user_id == request.requester_id else "Only the person who asked for this send can cancel it."
 
     def _close(self, request_id: str, user_id: str, state: State, event: str,
-               check: Callable[[Session, SendRequest, str], str | None], reason: str | None = None) -> Decision:
+               check: Callable[[Session, SendRequest, str], str | None], reason: str | None = None,
+               open_in: tuple[State, ...] = (State.PENDING,)) -> Decision:
+        """End a request that is in one of `open_in`; a withdrawn scheduled one says so in its reason."""
         with self.sessions.begin() as session:
-            found = self._open_pending(session, request_id)
+            found = self._open_pending(session, request_id, open_in)
             if not isinstance(found, SendRequest):
                 return found
             if (refusal := check(session, found, user_id)) is not None:
                 return Refused(refusal, found.sender_code)
-            if not self._transition(session, request_id, (State.PENDING,), state,
+            if reason == WITHDRAWN and found.state == State.SCHEDULED:
+                reason = WITHDRAWN_SCHEDULED
+            if not self._transition(session, request_id, (found.state,), state,
                                     closed_by=user_id, finished_at=database_utcnow(), reason=reason):
                 session.rollback()
                 return Closed(self._require_view(request_id))
@@ -354,8 +384,9 @@ class Lifecycle:
         assert view is not None
         return Changed(view)
 
-    def _open_pending(self, session: Session, request_id: str) -> SendRequest | Refused | Closed:
-        """The request if it is still pending; expires it on the way if its time is up."""
+    def _open_pending(self, session: Session, request_id: str,
+                      open_in: tuple[State, ...] = (State.PENDING,)) -> SendRequest | Refused | Closed:
+        """The request if it is still pending (or in another of `open_in`); expires it on the way if its time is up."""
         request = session.get(SendRequest, request_id)
         if request is None:
             return Refused("This request no longer exists.")
@@ -366,7 +397,7 @@ class Lifecycle:
                                 reason="No decision before it expired."):
                 audit.record(session, "expired", "system", request_id=request_id, sender_code=request.sender_code)
             session.refresh(request)
-        if request.state != State.PENDING:
+        if request.state not in open_in:
             return Closed(self._require_view_in(session, request_id))
         return request
 
@@ -512,6 +543,48 @@ class Lifecycle:
 
     # --- sweeping (every process, every few seconds; safe to run concurrently) ---------
 
+    def start_due_sends(self) -> list[Changed]:
+        """Scheduled requests whose time has come, each claimed by one conditional UPDATE (SCHEDULED to
+        SENDING, as an approval claims a send) after the checks a send at approval makes: whichever
+        process's sweep wins calls `execute` (`send` is True), the others find it gone. One the rules
+        stop, or whose time passed more than `send_at_grace` ago (every process was down), fails with
+        its reason instead, to be told like any outcome."""
+        with self.sessions() as session:
+            now = self.clock(session)
+            ids = list(session.scalars(select(SendRequest.id).where(
+                SendRequest.state == State.SCHEDULED, SendRequest.send_at <= now)
+                .order_by(SendRequest.send_at, SendRequest.id)))
+        return [started for request_id in ids if (started := self._start_due(request_id)) is not None]
+
+    def _start_due(self, request_id: str) -> Changed | None:
+        with self.sessions.begin() as session:
+            request = session.get(SendRequest, request_id)
+            if request is None or request.state != State.SCHEDULED or request.send_at is None:
+                return None
+            now = self.clock(session)
+            due = SendRequest.send_at <= now
+            if request.send_at <= now - self.send_at_grace:
+                stop: str | None = missed_send_at(request.send_at, now, self.send_at_grace)
+            else:
+                stop = self._claim_check(session, request, now, AT_SEND_AT)
+            if stop is None:
+                assert self.whatcounts is not None
+                deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
+                if not self._transition(session, request_id, (State.SCHEDULED,), State.SENDING, due,
+                                        sending_deadline=deadline):
+                    return None
+                audit.record(session, "sending", "system", request_id=request_id, sender_code=request.sender_code,
+                             **_send_at_detail(request))
+            elif self._transition(session, request_id, (State.SCHEDULED,), State.FAILED, due, finished_at=now,
+                                  reason=stop, outcome_posted=False):
+                audit.record(session, "failed", "system", request_id=request_id, sender_code=request.sender_code,
+                             reason=stop)
+            else:
+                return None
+            view = read_view(session, request_id)
+        assert view is not None
+        return Changed(view, send=stop is None)
+
     def expire_due(self) -> list[RequestView]:
         return self._sweep(State.PENDING, SendRequest.expires_at, State.EXPIRED, "expired",
                            reason="No decision before it expired.")
@@ -558,6 +631,20 @@ class Lifecycle:
         view = read_view(session, request_id)
         assert view is not None, request_id
         return view
+
+
+def _send_at_detail(request: SendRequest) -> dict[str, str]:
+    """The audit trail's record of a request's time to send (ISO 8601, UTC), if it has one."""
+    return {"send_at": f"{request.send_at.isoformat(timespec='seconds')}Z"} if request.send_at else {}
+
+
+def missed_send_at(send_at: datetime, now: datetime, grace: timedelta) -> str:
+    """Why a scheduled send found past its time (every bot process was down then) is not sent late."""
+    late = int((now - send_at) / timedelta(minutes=1))
+    allowed = int(grace / timedelta(minutes=1))
+    return (f"Not sent: it was to be sent at {send_at:%Y-%m-%d %H:%M} UTC, when the bot was not running, and "
+            f"{late} minutes late is past the {allowed} minutes it may still go. Request it again if it is "
+            "still wanted.")
 
 
 def _fit(column: object, text: str) -> str:

@@ -51,6 +51,7 @@ class Overview:
     roles: dict[Role, frozenset[str]] = field(default_factory=dict)  # role -> scopes (a code or "*")
     codes: Capped[CodeToday] = field(default_factory=Capped)  # admins only
     unknown: Capped[SendRequest] = field(default_factory=Capped)  # admins only: outcome unknown
+    scheduled: Capped[SendRequest] = field(default_factory=Capped)  # admins only: approved, waiting for their time
 
     @property
     def is_admin(self) -> bool:
@@ -69,7 +70,7 @@ def overview(sessions: sessionmaker[Session], user_id: str, limit: int = LIMIT,
                          .order_by(SendRequest.created_at.desc(), SendRequest.id), limit)
         admin = held.get(Role.ADMIN, frozenset())
         codes: Capped[CodeToday] = Capped()
-        unknown = Capped[str]()
+        unknown = scheduled = Capped[str]()
         if admin:
             mine = [SenderCodeRules.from_row(row) for row in list_sender_codes(session)
                     if grants.covers(admin, row.code)]
@@ -78,18 +79,22 @@ def overview(sessions: sessionmaker[Session], user_id: str, limit: int = LIMIT,
             unknown = _capped(session, select(SendRequest.id).where(
                 SendRequest.state == State.UNKNOWN, _codes_in(admin))
                 .order_by(SendRequest.created_at.desc(), SendRequest.id), limit)
+            scheduled = _capped(session, select(SendRequest.id).where(
+                SendRequest.state == State.SCHEDULED, _codes_in(admin))
+                .order_by(SendRequest.send_at, SendRequest.id), limit)
         waiting_views = tuple(v for i in waiting.items if (v := read_view(session, i)) is not None)
         return Overview(
             user_id, Capped(waiting_views, waiting.more), roles=held, codes=codes,
             recent=Capped(tuple(_rows(session, recent.items)), recent.more),
-            unknown=Capped(tuple(_rows(session, unknown.items)), unknown.more))
+            unknown=Capped(tuple(_rows(session, unknown.items)), unknown.more),
+            scheduled=Capped(tuple(_rows(session, scheduled.items)), scheduled.more))
 
 
 def people_involved(sessions: sessionmaker[Session], view: RequestView) -> set[str]:
     """Whose Home tab shows this request: its requester, its approvers (given or possible), and
-    for an unknown outcome the sender code's admins."""
+    for an unknown outcome or a send with a time (listed while it waits) the sender code's admins."""
     r = view.request
-    roles = [Role.APPROVER] + ([Role.ADMIN] if r.state == State.UNKNOWN else [])
+    roles = [Role.APPROVER] + ([Role.ADMIN] if r.state == State.UNKNOWN or r.send_at is not None else [])
     with sessions() as session:
         holders = session.scalars(select(Grant.user_id).where(
             Grant.role.in_(roles), Grant.sender_code.in_(grants.scopes_covering(r.sender_code))).distinct())

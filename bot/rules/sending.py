@@ -7,12 +7,12 @@ the card and the claim transaction all say the same thing.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from bot.quiet_hours import QuietHours, format_time
+from bot.quiet_hours import QuietHours, format_time, zone
 from bot.rules.sender_codes import SenderCodeRules, sends_today
 from bot.store.models import SenderCode
 
@@ -44,10 +44,52 @@ def quiet_problem(rules: SenderCodeRules, now: datetime) -> str | None:
             "with a written reason.")
 
 
-def quiet_status(quiet: QuietHours | None, requested_at: datetime, expires_at: datetime) -> str:
-    """For the card: the window, and whether it touches the time the request is open."""
+def in_zone(moment: datetime, name: str | None) -> str:
+    """A moment (naive UTC) on the clock of zone `name` (UTC if None): "Wed 26 Nov 2026 08:00 America/New_York"."""
+    name = name or "UTC"
+    return f"{moment.replace(tzinfo=UTC).astimezone(zone(name)):%a %d %b %Y %H:%M} {name}"
+
+
+def in_code_zone(rules: SenderCodeRules, moment: datetime) -> str:
+    """A moment as the sender code's people read it, in the code's zone."""
+    return in_zone(moment, rules.timezone)
+
+
+def next_allowed_offer(rules: SenderCodeRules, now: datetime) -> str:
+    """For a send refused now by quiet hours: the first time it may go, to choose under Send at."""
+    assert rules.quiet_hours is not None
+    allowed = rules.quiet_hours.next_allowed(now)
+    return f"The next allowed time is {in_code_zone(rules, allowed)}: choose it under Send at."
+
+
+def send_at_problem(rules: SenderCodeRules, send_at: datetime, now: datetime, furthest: timedelta,
+                    quiet_overridden: bool) -> str | None:
+    """Set when a requested send time (naive UTC) is past, too far ahead, or inside the code's quiet hours."""
+    if send_at <= now:
+        return (f"{in_code_zone(rules, send_at)} has passed; choose a time in the future, or leave Send at "
+                "empty to send as soon as it is approved.")
+    if send_at > now + furthest:
+        return (f"Send at can be at most {_days(furthest)} ahead: choose a time before "
+                f"{in_code_zone(rules, now + furthest)}.")
+    quiet = rules.quiet_hours
+    if quiet is None or quiet_overridden or not quiet.contains(send_at):
+        return None
+    return (f"{in_code_zone(rules, send_at)} is inside sender code {rules.code}'s quiet hours ({quiet}). "
+            f"The next allowed time is {in_code_zone(rules, quiet.next_allowed(send_at))}.")
+
+
+def _days(span: timedelta) -> str:
+    days = span / timedelta(days=1)
+    return f"{days:g} day{'s' if days != 1 else ''}"
+
+
+def quiet_status(quiet: QuietHours | None, requested_at: datetime, expires_at: datetime,
+                 send_at: datetime | None = None) -> str:
+    """For the card: the window, and whether it touches the time the request is open (or its send time)."""
     if quiet is None:
         return "none set for this sender code"
+    if send_at is not None:
+        return f"{quiet}: {'in effect' if quiet.contains(send_at) else 'not in effect'} at the time it is to be sent"
     if quiet.contains(requested_at):
         return f"{quiet}: in effect when this was requested"
     moment = requested_at

@@ -36,6 +36,7 @@ ALREADY = {
     State.REJECTED: "This request was already rejected.",
     State.CANCELLED: "This request was already cancelled.",
     State.EXPIRED: "This request has expired. Run /sms-send again if it is still wanted.",
+    State.SCHEDULED: "This request is already approved: it waits for its time to send (see the card).",
 }
 
 
@@ -61,6 +62,9 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
                 publisher.show(lifecycle.execute(request_id))
             case Changed(view=view) if view.request.state in ENDINGS:
                 publisher.show(view)  # cancelled, or the sender code's policy stopped the send at approval
+            case Changed(view=view) if view.request.state == State.SCHEDULED:
+                publisher.refresh(view)  # the approval that scheduled it: the thread says when it goes
+                publisher.reply(view, blocks.approval_reply(view, user_id))
             case Changed(view=view):
                 publisher.refresh(view)
 

@@ -21,6 +21,7 @@ from slack_sdk.models.blocks import (
     ButtonElement,
     ConfirmObject,
     ContextBlock,
+    DateTimePickerElement,
     ExternalDataSelectElement,
     InputBlock,
     MarkdownTextObject,
@@ -38,6 +39,7 @@ from slack_sdk.models.views import View
 
 from bot.requests.choices import CodeStatus, FormChoices
 from bot.requests.fields import MAX_DESCRIPTION, MAX_NAME
+from bot.requests.lifecycle import WITHDRAWN_SCHEDULED
 from bot.requests.reading import RequestView, approvals_rule
 from bot.requests.reminders import Reminder
 from bot.rules import sending
@@ -57,6 +59,7 @@ APPROVE_WITH_NOTE, WITHDRAW, RECORD_OUTCOME = "approve_with_note", "withdraw", "
 # The modals a decision with words is made in; each carries its request in `private_metadata`.
 REJECT_CALLBACK, APPROVE_CALLBACK, OUTCOME_CALLBACK = "reject_request", "approve_request", "record_outcome"
 NOTE_BLOCK, VERDICT_BLOCK = "note", "verdict"
+SEND_AT_BLOCK = "send_at"
 MAX_SELECT_OPTIONS = 100
 MAX_OPTION_VALUE = 150
 
@@ -68,6 +71,7 @@ HELP = (
     "• The bot posts the request in this channel; an approver for that sender code (not you) "
     "clicks *Approve* and the bot sends it, once, then posts WhatCounts' answer in the thread.\n"
     "• Until then you can *Cancel request* and approvers can *Reject* it. Requests expire if nobody decides.\n"
+    "• *Send at* (optional) sends it at a time you choose, once approved; until then you can still cancel it.\n"
     "• Sender codes have quiet hours, a daily cap and sometimes a list of channels: the form says "
     "what stops a request before anything is posted.\n"
     "• `/sms-send admin` (admins): grants and sender codes.\n"
@@ -161,6 +165,9 @@ def _form(codes: tuple[SenderCodeRules, ...], status: CodeStatus | None, overrid
         _text_input("campaign_name", "Campaign name", MAX_NAME),
         _text_input("description", "Description", MAX_DESCRIPTION, optional=True),
         _send_to(chosen),
+        InputBlock(block_id=SEND_AT_BLOCK, label="Send at", optional=True, element=DateTimePickerElement(
+            action_id=INPUT_ACTION), hint="Leave empty to send as soon as it is approved. In your own time zone; "
+                                          "approvals must come before it."),
     ]
     if chosen and override:
         blocks.append(_text_input(
@@ -228,6 +235,7 @@ STATE_HEADLINE = {
     State.REJECTED: ":no_entry_sign: *SMS send rejected*",
     State.CANCELLED: ":heavy_multiplication_x: *SMS send cancelled*",
     State.EXPIRED: ":alarm_clock: *SMS send request expired*",
+    State.SCHEDULED: ":calendar: *SMS send approved, scheduled*",
 }
 
 
@@ -263,6 +271,9 @@ def _fields(request: SendRequest) -> RichTextBlock:
     ]
     if request.description:  # rows with nothing to say are left out
         rows.append(("Description", [_literal(request.description)]))
+    if request.send_at:  # in the code's zone as far as the card knows it (its quiet hours'); everyone's below
+        zone = request.quiet_hours.timezone if request.quiet_hours else None
+        rows.append(("Send at", [_literal(sending.in_zone(request.send_at, zone))]))
     if request.quiet_hours:
         rows.append(("Quiet hours", _quiet_hours(request)))
     parts: list[RichPart] = []
@@ -280,7 +291,7 @@ def _audience(request: SendRequest) -> list[RichPart]:
 
 def _quiet_hours(request: SendRequest) -> list[RichPart]:
     parts: list[RichPart] = [_literal(sending.quiet_status(request.quiet_hours, request.created_at,
-                                                           request.expires_at))]
+                                                           request.expires_at, request.send_at))]
     if request.quiet_override:
         parts += [_literal("\n"), RichTextElementParts.Emoji(name="warning"), _literal(" "), _bold("Override"),
                   _literal(" by "), RichTextElementParts.User(user_id=request.requester_id),
@@ -407,8 +418,13 @@ def outcome_text(view: RequestView) -> str:
     words = f": “{escape(r.reason)}”" if r.reason else ""
     approvers = ", ".join(f"<@{a}>" for a in view.approvers)
     match r.state:
+        case State.PENDING if r.send_at:
+            return f"To be sent {local_time(r.send_at)}, once approved. Expires {local_time(r.expires_at)}."
         case State.PENDING:
             return f"Expires {local_time(r.expires_at)}."
+        case State.SCHEDULED:
+            return (f"Approved by {approvers}; to be sent {local_time(r.send_at or r.created_at)}. Until then "
+                    f"<@{r.requester_id}> can cancel it and an admin of sender code {r.sender_code} can withdraw it.")
         case State.SENDING:
             return f"Approved by {approvers}; sending to WhatCounts…"
         case State.SENT if r.dry_run:
@@ -432,13 +448,17 @@ def outcome_text(view: RequestView) -> str:
         case State.REJECTED:
             return f"Rejected{who}{when}{words}"
         case State.CANCELLED if r.closed_by and r.closed_by != r.requester_id:
-            return f"Withdrawn{who}{when}, an admin of sender code {r.sender_code}, before anyone decided."
+            return f"Withdrawn{who}{when}, an admin of sender code {r.sender_code}, {_withdrawn_before(r)}."
         case State.CANCELLED:
             return f"Cancelled{who}{when}."
         case State.EXPIRED:
             return f"Expired{when}: nobody approved it in time. Run /sms-send again if it is still wanted."
         case _:
             assert_never(r.state)
+
+
+def _withdrawn_before(r: SendRequest) -> str:
+    return "before its time to send" if r.reason == WITHDRAWN_SCHEDULED else "before anyone decided"
 
 
 def card(view: RequestView) -> list[dict[str, Any]]:
@@ -451,10 +471,10 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         ContextBlock(elements=[MarkdownTextObject(text=f"Request `{request.id}` · {_approvals_line(view)}")]),
         SectionBlock(text=fit(outcome_text(view), SECTION_TEXT)),
     ]
-    if request.state == State.PENDING:
+    if request.state in (State.PENDING, State.SCHEDULED):
         audience = f"group {request.group_name}" if request.group_name else "ALL CONTACTS"
         what = f"campaign {request.campaign_name} to {audience}"
-        blocks.append(ActionsBlock(block_id="decision", elements=[
+        buttons = [
             ButtonElement(text="Approve", action_id=APPROVE, value=request.id, style="primary",
                           accessibility_label=_clip(f"Approve and send: {what}", 75),
                           confirm=ConfirmObject(title="Send this SMS?", confirm="Approve", deny="Back",
@@ -470,7 +490,10 @@ def card(view: RequestView) -> list[dict[str, Any]]:
                           confirm=ConfirmObject(title="Withdraw this request?", confirm="Withdraw", deny="Back",
                                                 text="Only admins of its sender code can. Nothing will be sent, "
                                                      "and the requester is told in the thread.")),
-        ]))
+        ]
+        stoppers = (CANCEL, WITHDRAW)  # a scheduled request is approved: it can only be stopped
+        blocks.append(ActionsBlock(block_id="decision", elements=[
+            b for b in buttons if request.state == State.PENDING or b.action_id in stoppers]))
     if request.state == State.UNKNOWN:
         blocks.append(ActionsBlock(block_id="outcome", elements=[
             ButtonElement(text="Record outcome (admins)", action_id=RECORD_OUTCOME, value=request.id)]))
@@ -525,7 +548,10 @@ def outcome_modal(view: RequestView) -> dict[str, Any]:
 def approval_reply(view: RequestView, actor_id: str) -> str:
     """The thread reply for an approval, with its note if it has one."""
     note = dict(view.notes).get(actor_id)
-    return f"<@{actor_id}> approved" + (f": “{escape(note)}”" if note else ".")
+    r = view.request
+    scheduled = (f"\nIt will be sent {local_time(r.send_at)}, unless it is cancelled or withdrawn before then."
+                 if r.state == State.SCHEDULED and r.send_at else "")
+    return f"<@{actor_id}> approved" + (f": “{escape(note)}”" if note else ".") + scheduled
 
 
 # The card's notification and screen-reader text, said without the card.
@@ -538,6 +564,7 @@ FALLBACK_STATE = {
     State.REJECTED: "rejected",
     State.CANCELLED: "cancelled",
     State.EXPIRED: "expired, nothing sent",
+    State.SCHEDULED: "approved, scheduled",
 }
 
 
@@ -567,8 +594,8 @@ def ending_message(view: RequestView) -> str:
         case State.REJECTED:
             return f"{to}{by} rejected this request: “{escape(r.reason or '')}”"
         case State.CANCELLED if r.closed_by and r.closed_by != r.requester_id:
-            return (f"{to}{by}, an admin of sender code {r.sender_code}, withdrew this request before anyone "
-                    "decided. Nothing will be sent.")
+            return (f"{to}{by}, an admin of sender code {r.sender_code}, withdrew this request "
+                    f"{_withdrawn_before(r)}. Nothing will be sent.")
         case State.CANCELLED:
             return f"{to}you cancelled this request. Nothing will be sent."
         case State.EXPIRED:

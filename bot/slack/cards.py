@@ -65,6 +65,15 @@ class CardPublisher:
             self._thread_reply(reminder.view, "reminder", blocks.reminder_message(reminder), False,
                                done=lambda: reminders.done(r.id), failed=lambda: reminders.release(r.id))
 
+    def reply(self, view: RequestView, text: str) -> None:
+        """A reply under the request's card, not leased; a failure is logged (the card and the audit trail
+        still say it)."""
+        r = view.request
+        try:
+            self.client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, text=text)
+        except (SlackApiError, SlackClientError, OSError) as exc:
+            log.warning("request %s: thread reply not posted: %s", r.id, type(exc).__name__)
+
     def _thread_reply(self, view: RequestView, what: str, text: str, broadcast: bool,
                       done: Callable[[], None], failed: Callable[[], None]) -> None:
         """A leased reply in the card's thread: `done` once Slack took it, `failed` to let a later sweep try."""
@@ -83,7 +92,10 @@ class CardPublisher:
         self.post_outcome(view)
 
     def sweep(self) -> None:
-        """Expire, give up on lost sends, remind before expiry, and catch up cards and outcomes that Slack missed."""
+        """Send what is scheduled for now, expire, give up on lost sends, remind before expiry, and catch up
+        cards and outcomes that Slack missed."""
+        for due in self.lifecycle.start_due_sends():  # claimed here, by this process only: sent here
+            self.show(self.lifecycle.execute(due.view.request.id) if due.send else due.view)
         for view in self.lifecycle.expire_due() + self.lifecycle.mark_lost_sends():
             self.show(view)
         for reminder in self.reminders.due() if self.reminders else ():

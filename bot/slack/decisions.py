@@ -17,7 +17,7 @@ from typing import Any
 
 from slack_bolt import Ack, App
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.errors import SlackApiError
 
 from bot.ops.work import BackgroundWork
 from bot.requests.fields import parse_note
@@ -33,15 +33,6 @@ from bot.store.models import State
 log = logging.getLogger(__name__)
 
 NOT_UNKNOWN = "This send's outcome is already known, so there is nothing to record."
-
-
-def reply_in_thread(client: WebClient, view: RequestView, text: str) -> None:
-    """A reply under the request's card; a failure is logged (the card and the audit trail still say it)."""
-    r = view.request
-    try:
-        client.chat_postMessage(channel=r.channel_id, thread_ts=r.card_ts, text=text)
-    except (SlackApiError, SlackClientError, OSError) as exc:
-        log.warning("request %s: thread reply not posted: %s", r.id, type(exc).__name__)
 
 
 def _request_id(body: dict[str, Any]) -> str:
@@ -91,7 +82,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             publisher.show(view)  # the card, and the reason told to the requester, once (the outbox's lease)
             return
         publisher.refresh(view)
-        reply_in_thread(publisher.client, view, blocks.approval_reply(view, user_id))
+        publisher.reply(view, blocks.approval_reply(view, user_id))
         if send:
             publisher.show(lifecycle.execute(view.request.id))
         elif view.request.state in TERMINAL_WITH_OUTCOME:

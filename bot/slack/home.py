@@ -31,7 +31,7 @@ from bot.rules.grants import scope_name
 from bot.slack import blocks
 from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
 from bot.slack.mrkdwn import USER_ID, escape, local_time, mention
-from bot.store.models import Role, SendRequest
+from bot.store.models import Role, SendRequest, State
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,10 @@ def home_view(o: Overview, base: str) -> dict[str, Any]:
         shown += [DividerBlock(), HeaderBlock(text="Outcome unknown")]
         shown += [SectionBlock(text=f"{_summary(r)}\n<{card_link(r, base)}|see the card>") for r in o.unknown.items]
         shown += _more(o.unknown, "No send has an unknown outcome.")
+        shown += [DividerBlock(), HeaderBlock(text="Scheduled sends")]
+        shown += [SectionBlock(text=f"{_summary(r)}\n<{card_link(r, base)}|see the card> to withdraw it")
+                  for r in o.scheduled.items]
+        shown += _more(o.scheduled, "No approved send is waiting for its time.")
     assert len(shown) <= MAX_BLOCKS, len(shown)
     return View(type="home", blocks=shown).to_dict()
 
@@ -82,6 +86,8 @@ def _summary(r: SendRequest) -> str:
     text = (f"*{escape(r.campaign_name)}*: message *{escape(r.message_name)}* to {group} of sender code "
             f"{r.sender_code}, requested by {mention(r.requester_id)} {local_time(r.created_at)} "
             f"(request `{r.id}`)")
+    if r.send_at and r.state in (State.PENDING, State.SCHEDULED):
+        text += f" · to be sent {local_time(r.send_at)}"
     return blocks.fit(text, blocks.SECTION_TEXT - 200)
 
 

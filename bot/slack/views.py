@@ -15,7 +15,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot.ops.work import BackgroundWork
 from bot.requests.choices import RequestForm
-from bot.requests.fields import parse_fields, parse_override
+from bot.requests.fields import parse_fields, parse_override, parse_send_at
 from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
 from bot.requests.reading import RequestView
 from bot.slack import blocks
@@ -122,12 +122,14 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
         fields, errors = parse_fields(*(submitted_value(values, key) for key in (
             "message_name", "sender_code", "campaign_name", "description", "group_name")))
         override, override_errors = parse_override(submitted_value(values, "quiet_override"))
-        if fields is None or override_errors:
-            refuse({**errors, **override_errors})
+        picker: dict[str, Any] = next(iter(values.get(blocks.SEND_AT_BLOCK, {}).values()), {})
+        send_at, send_at_errors = parse_send_at(picker.get("selected_date_time"))
+        if fields is None or override_errors or send_at_errors:
+            refuse({**errors, **override_errors, **send_at_errors})
             return
         channel_id, team_id = _metadata(view)
         user_id = body["user"]["id"]
-        draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override)
+        draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override, send_at=send_at)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
             return

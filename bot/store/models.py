@@ -47,6 +47,7 @@ class State(enum.StrEnum):
     REJECTED = "rejected"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    SCHEDULED = "scheduled"  # approved, waiting for its `send_at` (migration 0010)
 
 
 OPEN_STATES = (State.PENDING, State.SENDING)
@@ -145,6 +146,7 @@ class SendRequest(Base):
         Index("ix_send_requests_card_sync", "card_version", "version"),
         Index("ix_send_requests_created_at", "created_at"),
         Index("uq_send_requests_view_id", "view_id", unique=True),
+        Index("ix_send_requests_state_send_at", "state", "send_at"),
     )
 
     id: Mapped[str] = mapped_column(String(16), primary_key=True)
@@ -194,6 +196,8 @@ class SendRequest(Base):
     # Migration 0007. The one reminder before expiry: when it was posted, and a lease on posting it.
     reminded_at: Mapped[datetime | None]
     reminder_claimed_until: Mapped[datetime | None]
+    # Migration 0010. When to send once approved; None: as soon as it is approved.
+    send_at: Mapped[datetime | None]
 
 
 class Approval(Base):
