@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Concatenate, ParamSpec
@@ -543,7 +543,7 @@ class Lifecycle:
 
     # --- sweeping (every process, every few seconds; safe to run concurrently) ---------
 
-    def start_due_sends(self) -> list[Changed]:
+    def start_due_sends(self) -> Iterator[Changed]:
         """Scheduled requests whose time has come, each claimed by one conditional UPDATE (SCHEDULED to
         SENDING, as an approval claims a send) after the checks a send at approval makes: whichever
         process's sweep wins calls `execute` (`send` is True), the others find it gone. One the rules
@@ -554,7 +554,10 @@ class Lifecycle:
             ids = list(session.scalars(select(SendRequest.id).where(
                 SendRequest.state == State.SCHEDULED, SendRequest.send_at <= now)
                 .order_by(SendRequest.send_at, SendRequest.id)))
-        return [started for request_id in ids if (started := self._start_due(request_id)) is not None]
+        for request_id in ids:  # claimed one at a time, each as the caller is ready to send it, so that
+            # a claim's sending deadline never runs while the sends before it are still at WhatCounts
+            if (started := self._start_due(request_id)) is not None:
+                yield started
 
     def _start_due(self, request_id: str) -> Changed | None:
         with self.sessions.begin() as session:
