@@ -53,6 +53,7 @@ MESSAGE_ACTION = "message_name"  # the type-ahead: Slack asks for its options by
 SENDER_CODE_ACTION = "sender_code"  # choosing one redraws the form with its groups and rules
 APPROVE, REJECT, CANCEL = "approve", "reject", "cancel"
 APPROVE_WITH_NOTE, WITHDRAW, RECORD_OUTCOME = "approve_with_note", "withdraw", "record_outcome"
+TEST_SEND = "test_send"  # "Send test to my phone": bot.slack.test_sends
 # The modals a decision with words is made in; each carries its request in `private_metadata`.
 REJECT_CALLBACK, APPROVE_CALLBACK, OUTCOME_CALLBACK = "reject_request", "approve_request", "record_outcome"
 NOTE_BLOCK, VERDICT_BLOCK = "note", "verdict"
@@ -435,10 +436,21 @@ def card(view: RequestView) -> list[dict[str, Any]]:
                                                 text="Only admins of its sender code can. Nothing will be sent, "
                                                      "and the requester is told in the thread.")),
         ]))
+        blocks.append(test_send_actions(request))
     if request.state == State.UNKNOWN:
         blocks.append(ActionsBlock(block_id="outcome", elements=[
             ButtonElement(text="Record outcome (admins)", action_id=RECORD_OUTCOME, value=request.id)]))
     return [block.to_dict() for block in blocks]
+
+
+def test_send_actions(request: SendRequest) -> ActionsBlock:
+    """For the requester and the approvers: the message, as WhatCounts has it now, to their own registered phone."""
+    return ActionsBlock(block_id=TEST_SEND, elements=[
+        ButtonElement(text="Send test to my phone", action_id=TEST_SEND, value=request.id,
+                      accessibility_label=_clip(f"Send a test of message {request.message_name} to my own phone", 75),
+                      confirm=ConfirmObject(title="Send a test to your phone?", confirm="Send test", deny="Back",
+                                            text="The message's current text goes to the phone an admin registered "
+                                                 "for you, through this request's sender code. It costs one SMS."))])
 
 
 def _confirm_text(request: SendRequest) -> str:
