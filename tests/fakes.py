@@ -222,9 +222,16 @@ SPRING_SALE = {"id": 55, "name": "Spring Sale", "label": "spring",
                "totalParts": 1, "createdDate": "Mar 16, 2018 09:10:50 AM"}
 
 
+PHONE_PATH = "/rest/sms/sendMessageToPhone/"
+# WhatCounts documents no answer for sendMessageToPhone; this is the shape of its other answers.
+PHONE_SUCCESS_BODY = {"id": 8123, "status": "sent"}
+
+
 class FakeWhatCounts(_LoopbackServer):
     def __init__(self) -> None:
         self.reply = WhatCountsReply(200, SUCCESS_BODY)
+        # How POST sendMessageToPhone/{text}/{phone}/{senderCode} is answered (test sends).
+        self.phone_reply = WhatCountsReply(200, PHONE_SUCCESS_BODY)
         # When set, GET /rest/sms lists these, 500 a page (?skip=N); None: `reply` answers as before.
         self.messages: list[dict[str, Any]] | None = None
         # When set, GET /rest/sms is answered this way although `messages` is set: the listing fails.
@@ -243,7 +250,7 @@ class FakeWhatCounts(_LoopbackServer):
     def answer(self, received: Received) -> tuple[int, dict[str, str], bytes, float] | tuple[
             int, dict[str, str], bytes] | None:
         listing = received.method == "GET" and received.path == "/rest/sms"
-        reply = self.reply
+        reply = self.phone_reply if received.path.startswith(PHONE_PATH) else self.reply
         if listing and self.listing_fault is not None:
             reply = self.listing_fault
         elif listing and self.messages is not None:
@@ -258,6 +265,10 @@ class FakeWhatCounts(_LoopbackServer):
 
     def posts(self) -> list[Received]:
         return [r for r in list(self.received) if r.method == "POST"]
+
+    def phone_posts(self) -> list[Received]:
+        """The test sends received: POST sendMessageToPhone."""
+        return [r for r in self.posts() if r.path.startswith(PHONE_PATH)]
 
     def _list_messages(self, received: Received) -> tuple[int, dict[str, str], bytes]:
         skip = dict(parse_qsl(received.query)).get("skip", "0")

@@ -133,7 +133,8 @@ class TestSends:
                     f"Test sent to {where} through sender code {request.sender_code}{said}.{drift}"),
                     line("Test sent to ", User(user_id), "'s phone."),
                     whatcounts_id=wc_id or None, whatcounts_status=status or None, **tested)
-            case Rejected(http_status=code, error=error):
+            case Rejected(http_status=code, error=said):
+                error = test_phones.hide(said, claimed.phone)  # WhatCounts' words may name the phone
                 return self._finish(claimed, user_id, TestSendOutcome.REFUSED, reply(
                     f"WhatCounts refused the test send to {where} (HTTP {code}): “{_clip(error, 300)}”. "
                     f"The bot does not try again by itself.{drift}"),

@@ -20,6 +20,7 @@ from bot.store.models import TestPhone
 
 E164 = re.compile(r"\+[1-9][0-9]{6,14}")  # a country code and number: 7 to 15 digits in all
 _SEPARATORS = re.compile(r"[\s().-]")  # what people write between the digits; dropped before the check
+_TEL_LINK = re.compile(r"<tel:([^|>]*)(?:\|[^>]*)?>")  # a number a chat client turned into a link
 
 
 class PhoneError(ValueError):
@@ -28,7 +29,8 @@ class PhoneError(ValueError):
 
 def parse_phone(raw: str) -> str:
     """`raw` as E.164 (`+15551234567`); spaces, dashes, dots and brackets between digits are dropped."""
-    phone = _SEPARATORS.sub("", raw.strip())
+    linked = _TEL_LINK.fullmatch(raw.strip())
+    phone = _SEPARATORS.sub("", linked[1] if linked else raw.strip())
     if not E164.fullmatch(phone):
         raise PhoneError(f"{raw!r} is not a phone number in E.164 form: a + and the country code, then the number, "
                          "7 to 15 digits in all, e.g. +15551234567.")
@@ -38,6 +40,11 @@ def parse_phone(raw: str) -> str:
 def mask(phone: str) -> str:
     """The phone with all but its last four digits hidden: `+•••••••4567`."""
     return "+" + "•" * max(0, len(phone) - 5) + phone[-4:]
+
+
+def hide(text: str, phone: str) -> str:
+    """`text` with `phone` masked wherever it appears, with or without its +."""
+    return text.replace(phone, mask(phone)).replace(phone[1:], mask(phone))
 
 
 def phone_of(session: Session, user_id: str, *, lock: bool = False) -> str | None:
