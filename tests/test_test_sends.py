@@ -5,6 +5,7 @@ the audit trail, with the phone never shown in the channel."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, unquote_plus
@@ -13,8 +14,10 @@ import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from sqlalchemy.orm import Session
 
 from bot.quiet_hours import format_time
+from bot.store.engine import database_now
 from bot.whatcounts.client import phone_send_url, send_url
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import BASIC_CREDENTIALS, CODE, Database, SlackDriver, bot_with
@@ -114,10 +117,8 @@ def test_a_repeated_click_and_a_double_click_send_once(
         next(t for t in told if "one click sends once" in t)]  # the double click is kept; Slack's repeats are not
 
 
-def clock_at(offset: timedelta):  # type: ignore[no-untyped-def]
+def clock_at(offset: timedelta) -> Callable[[Session], datetime]:
     """The life cycle's clock (the database's), moved by `offset`: past the double-click window."""
-    from bot.store.engine import database_now
-
     return lambda session: database_now(session) + offset
 
 
