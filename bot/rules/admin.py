@@ -291,7 +291,7 @@ def _test_phone_change(ctx: _Context, args: argparse.Namespace, *, add: bool) ->
     phone = None
     if add:
         try:
-            phone = test_phones.parse_phone(args.phone)
+            phone = test_phones.parse_phone(" ".join(args.phone))
         except test_phones.PhoneError as exc:
             raise AdminError(f"{exc} Nothing was changed.") from exc
     verb = "set" if add else "remove"
@@ -323,7 +323,7 @@ def _test_phone_parser(prog: str, name: str, phone: bool) -> Parser:
     parser = Parser(prog=f"{prog} test-phone {name}")
     parser.add_argument("user", metavar="USER")
     if phone:
-        parser.add_argument("phone", metavar="PHONE", help="E.164, e.g. +15551234567")
+        parser.add_argument("phone", metavar="PHONE", nargs="+", help="E.164, e.g. +15551234567 (spaces allowed)")
     return parser
 
 

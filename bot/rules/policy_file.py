@@ -211,6 +211,7 @@ def _test_phones(document: dict[str, Any], problems: list[str]) -> tuple[tuple[s
     if "test_phones" not in document:
         return None
     phones: dict[str, str] = {}
+    seen: set[str] = set()
     for i, item in enumerate(_list(document, "test_phones", problems)):
         path = f"test_phones[{i}]"
         if not isinstance(item, dict):
@@ -220,14 +221,18 @@ def _test_phones(document: dict[str, Any], problems: list[str]) -> tuple[tuple[s
         user, raw = item.get("user"), item.get("phone")
         if not isinstance(user, str) or not SLACK_USER.fullmatch(user):
             problems.append(f"{path}.user: must be a Slack user ID like U012ABCDEF (got {user!r})")
-        elif user in phones:
+            user = None
+        elif user in seen:
             problems.append(f"{path}.user: {user} has a test phone earlier in the list; one phone per person")
+            user = None
+        else:
+            seen.add(user)
         try:
             phone = test_phones.parse_phone(raw if isinstance(raw, str) else repr(raw))
         except test_phones.PhoneError as exc:
             problems.append(f"{path}.phone: {exc} Write it in quotes.")
             continue
-        if isinstance(user, str) and user not in phones:
+        if user is not None:
             phones[user] = phone
     return tuple(sorted(phones.items()))
 
