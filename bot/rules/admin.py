@@ -365,7 +365,8 @@ def _usage(commands: dict[str, _Command]) -> Listing:
 
 
 def _help(ctx: _Context, commands: dict[str, _Command]) -> Reply:
-    title = line(Title("Administer grants and sender codes"), " (only admins; every change is audited in your name)")
+    title = line(Title("Administer grants, sender codes and test phones"),
+                 " (only admins; every change is audited in your name)")
     return reply(title, _usage(commands), *_sender_code_list(ctx).blocks, *_grants(ctx).blocks)
 
 

@@ -70,7 +70,8 @@ HELP = (
     "• Until then you can *Cancel request* and approvers can *Reject* it. Requests expire if nobody decides.\n"
     "• Sender codes have quiet hours, a daily cap and sometimes a list of channels: the form says "
     "what stops a request before anything is posted.\n"
-    "• `/sms-send admin` (admins): grants and sender codes.\n"
+    "• *Send test to my phone* on a waiting card texts the message to your own phone, registered by an admin.\n"
+    "• `/sms-send admin` (admins): grants, sender codes and test phones.\n"
     "• `/sms-send help` shows this."
 )
 
