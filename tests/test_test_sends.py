@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import unquote, unquote_plus
@@ -20,7 +21,7 @@ from bot.quiet_hours import format_time
 from bot.store.engine import database_now
 from bot.whatcounts.client import phone_send_url, send_url
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import BASIC_CREDENTIALS, CODE, Database, SlackDriver, bot_with
+from tests.harness import BASIC_CREDENTIALS, CODE, Database, SlackDriver, bot_with, in_process_bot
 
 REQUESTER, APPROVER, STRANGER = "UREQUESTER", "UAPPROVER", "USTRANGER"
 PHONE, APPROVER_PHONE = "+15550001234", "+447700900123"
@@ -214,8 +215,10 @@ def test_quiet_hours_stop_a_test_as_they_stop_the_campaign(db: Database, slack: 
     (WhatCountsReply(503, "<html>Service Unavailable</html>"), "HTTP 503 Service Unavailable: an answer that is not "
                                                                 "WhatCounts' own error", "unknown"),
     (WhatCountsReply(200, {"id": 1}, drip=0.2), "did not finish answering within 1 s", "unknown"),
+    (WhatCountsReply(200, {"id": 8123, "status": "sent"}, cut=60),
+     "Test send outcome unknown: the connection to WhatCounts broke", "unknown"),
 ], ids=["slow", "no-answer", "not-json", "500-whatcounts-error", "400-whatcounts-error", "503-gateway-page",
-        "trickled"])
+        "trickled", "crashed-mid-answer"])
 def test_each_fault_is_told_privately_audited_and_never_retried(
         db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
         reply: WhatCountsReply, said: str, outcome: str) -> None:
@@ -256,3 +259,31 @@ def test_any_text_phone_and_code_are_exactly_three_segments_that_decode_back(tex
 def test_both_calls_encode_a_segment_alike() -> None:
     for text in ("a b+c", "../..", "50%/off?#x"):
         assert phone_send_url(BASE, text, "+1", "c").split("/")[-3] == send_url(BASE, text, "c", "x").split("/")[-3]
+
+
+def test_clicks_racing_on_two_replicas_send_once(db: Database, env: dict[str, str], fake_slack: FakeSlack,
+                                                 fake_whatcounts: FakeWhatCounts) -> None:
+    """The claim is counted in the database with the clicker's row locked: without the lock, both replicas
+    would find no test send yet and each send one."""
+    with in_process_bot(env) as one, in_process_bot(env) as two:
+        drivers = [SlackDriver(one.url, fake_slack), SlackDriver(two.url, fake_slack)]
+        request_id = drivers[0].request(REQUESTER)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            clicks = [pool.submit(drivers[i % 2].click, REQUESTER, TEST, request_id) for i in range(8)]
+            assert [c.result().status_code for c in clicks] == [200] * 8
+        for driver in drivers:
+            driver.settle()
+            driver.close()
+    assert len(fake_whatcounts.phone_posts()) == 1
+    told = [c["text"] for c in fake_slack.calls("chat.postEphemeral")]
+    assert sum("Test sent" in t for t in told) == 1 and len(told) == 8
+    assert [o for _, o, _ in audited_tests(db, request_id)] == ["sending", "sent"]
+
+
+def test_a_requester_whose_grant_was_revoked_may_no_longer_test(db: Database, slack: SlackDriver,
+                                                                fake_whatcounts: FakeWhatCounts) -> None:
+    request_id = slack.request(REQUESTER)
+    db.revoke(REQUESTER, "requester")
+    slack.click(REQUESTER, TEST, request_id)
+    slack.wait_ephemeral(REQUESTER, "Only the requester and the approvers")
+    assert fake_whatcounts.phone_posts() == []

@@ -182,7 +182,8 @@ class TestSends:
         if request.state != State.PENDING or request.expires_at <= now:
             return _Refusal("Test sends are only for requests still waiting for approval; this one is no longer "
                             "waiting.", code)
-        if user_id != request.requester_id and not grants.has_role(session, user_id, Role.APPROVER, code):
+        role = Role.REQUESTER if user_id == request.requester_id else Role.APPROVER
+        if not grants.has_role(session, user_id, role, code):  # held now, not only when it was requested
             return _Refusal(f"Only the requester and the approvers of sender code {code} can send this request's "
                             "message to their own test phone.", code)
         if self.limits.per_request == 0:
@@ -227,6 +228,7 @@ class TestSends:
                 **details: object) -> TestSendResult:
         """Record how the claimed test send ended, with its audit event, and what to tell whom."""
         request = claimed.request
+        log.info("request %s: test send %s", request.id, outcome)
         with self.sessions.begin() as session:
             session.execute(update(TestSend).where(TestSend.id == claimed.test_id).values(outcome=outcome))
             audit.record(session, "test_send", user_id, request_id=request.id, sender_code=request.sender_code,
