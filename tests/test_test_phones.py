@@ -136,12 +136,14 @@ def test_a_bad_phone_in_the_policy_file_is_named_with_its_path(db: Database) -> 
         policy_file.import_policy(session, document, "UIMPORT")
     problems = raised.value.problems
     assert problems[0].startswith("test_phones[0].phone: '5551234567' is not a phone number in E.164 form")
+    assert problems[0].endswith("Write it in quotes: YAML reads +15551234567 as a number.")
     assert problems[1].startswith("test_phones[1].user: must be a Slack user ID")
     assert problems[2] == "test_phones[2].user: U0ONE has a test phone earlier in the list; one phone per person"
 
 
 @pytest.mark.parametrize(("name", "raw"), [("TEST_SENDS_PER_REQUEST", "three"), ("TEST_SENDS_PER_REQUEST", "21"),
-                                           ("TEST_SENDS_PER_DAY", "-1"), ("TEST_SENDS_PER_DAY", "1.5")])
+                                           ("TEST_SENDS_PER_DAY", "-1"), ("TEST_SENDS_PER_DAY", "1.5"),
+                                           ("TEST_SENDS_PER_DAY", "²")])
 def test_the_limits_are_whole_numbers_in_range(env: dict[str, str], name: str, raw: str) -> None:
     with pytest.raises(ConfigError) as raised:
         load_settings({**env, name: raw})

@@ -121,7 +121,7 @@ def _count(env: Mapping[str, str], name: str, default: int, most: int, meaning: 
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) > most:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > most:
         problems.append(f"{name} must be a whole number from 0 to {most} ({meaning}), got {raw!r}.")
         return default
     return int(raw)

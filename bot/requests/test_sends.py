@@ -87,9 +87,10 @@ class TestSends:
         claimed = self._claim(request_id, user_id, click)
         if isinstance(claimed, _Refusal):
             if not claimed.repeat:
+                known = claimed.sender_code is not None  # else the id is whatever the click carried
                 audit.record_refusal(self.sessions, user_id, "test_send", claimed.reason,
-                                     request_id=request_id if claimed.sender_code else None,
-                                     sender_code=claimed.sender_code)
+                                     request_id=request_id if known else None, sender_code=claimed.sender_code,
+                                     **({} if known else {"request": request_id}))
             return TestSendResult(reply(claimed.reason))
         request, phone = claimed.request, claimed.phone
         if request.dry_run or self.dry_run:

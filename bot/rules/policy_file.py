@@ -230,7 +230,8 @@ def _test_phones(document: dict[str, Any], problems: list[str]) -> tuple[tuple[s
         try:
             phone = test_phones.parse_phone(raw if isinstance(raw, str) else repr(raw))
         except test_phones.PhoneError as exc:
-            problems.append(f"{path}.phone: {exc} Write it in quotes.")
+            quotes = "" if isinstance(raw, str) else " Write it in quotes: YAML reads +15551234567 as a number."
+            problems.append(f"{path}.phone: {exc}{quotes}")
             continue
         if user is not None:
             phones[user] = phone
