@@ -9,17 +9,12 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import unquote, unquote_plus
 
-import httpx
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 from sqlalchemy.orm import Session
 
 from bot.quiet_hours import format_time
 from bot.store.engine import database_now
-from bot.whatcounts.client import phone_send_url, send_url
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import BASIC_CREDENTIALS, CODE, Database, SlackDriver, bot_with, in_process_bot
 
@@ -201,8 +196,8 @@ def test_quiet_hours_stop_a_test_as_they_stop_the_campaign(db: Database, slack: 
 # --- WhatCounts on a bad day: told privately, audited, never retried ------------------------------
 
 @pytest.mark.parametrize(("reply", "said", "outcome"), [
-    (WhatCountsReply(200, {"id": 1}, held=True), "Test send outcome unknown: WhatCounts did not finish answering "
-                                                 "within 1 s", "unknown"),
+    # held: the read's timeout or the call's wall clock, whichever comes first, ends it
+    (WhatCountsReply(200, {"id": 1}, held=True), "Test send outcome unknown: ", "unknown"),
     (WhatCountsReply(200, drop=True), "Test send outcome unknown: the connection to WhatCounts broke", "unknown"),
     (WhatCountsReply(200, "<html>ok</html>"), "Test send outcome unknown: WhatCounts answered 200 but not with JSON",
      "unknown"),
@@ -214,20 +209,19 @@ def test_quiet_hours_stop_a_test_as_they_stop_the_campaign(db: Database, slack: 
      "(HTTP 400): “Invalid phone”", "refused"),
     (WhatCountsReply(503, "<html>Service Unavailable</html>"), "HTTP 503 Service Unavailable: an answer that is not "
                                                                 "WhatCounts' own error", "unknown"),
-    (WhatCountsReply(200, {"id": 1}, drip=0.2), "did not finish answering within 1 s", "unknown"),
+    (WhatCountsReply(200, {"id": 1}, drip=0.2), "did not finish answering within 2 s", "unknown"),
     (WhatCountsReply(200, {"id": 8123, "status": "sent"}, cut=60),
      "Test send outcome unknown: the connection to WhatCounts broke", "unknown"),
 ], ids=["slow", "no-answer", "not-json", "500-whatcounts-error", "400-whatcounts-error", "503-gateway-page",
         "trickled", "crashed-mid-answer"])
 def test_each_fault_is_told_privately_audited_and_never_retried(
-        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts,
-        reply: WhatCountsReply, said: str, outcome: str) -> None:
+        db: Database, slack: SlackDriver, fake_whatcounts: FakeWhatCounts, reply: WhatCountsReply, said: str,
+        outcome: str) -> None:
     fake_whatcounts.phone_reply = reply
-    with bot_with(env, tmp_path, fake_slack, WHATCOUNTS_TIMEOUT="1") as (_bot, slack):
-        request_id = slack.request(REQUESTER)
-        slack.click(REQUESTER, TEST, request_id)
-        told = slack.wait_ephemeral(REQUESTER, said)
-        slack.settle()
+    request_id = slack.request(REQUESTER)  # WHATCOUNTS_TIMEOUT is 2 s
+    slack.click(REQUESTER, TEST, request_id)
+    told = slack.wait_ephemeral(REQUESTER, said)
+    slack.settle()
     assert len(fake_whatcounts.phone_posts()) == 1
     assert "does not try again by itself" in told
     assert audited_tests(db, request_id) == [(REQUESTER, "sending", MASKED), (REQUESTER, outcome, MASKED)]
@@ -235,30 +229,6 @@ def test_each_fault_is_told_privately_audited_and_never_retried(
     assert f"<@{REQUESTER}>'s phone" in note and "Test sent" not in note
     assert PHONE not in note
     assert PHONE[1:] not in json.dumps([e.details for e in db.audit_rows()])  # not even in WhatCounts' words
-
-
-# --- the path: the campaign's encoder, one segment per value -----------------------------------
-
-BASE = "https://wc.example.test"
-
-
-@given(text=st.text(min_size=1, max_size=200), phone=st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True),
-       code=st.text(min_size=1, max_size=20))
-def test_any_text_phone_and_code_are_exactly_three_segments_that_decode_back(text: str, phone: str,
-                                                                             code: str) -> None:
-    raw = httpx.Request("POST", phone_send_url(BASE, text, phone, code)).url.raw_path.decode("ascii")
-    assert "?" not in raw and "#" not in raw
-    segments = raw.removeprefix("/rest/sms/sendMessageToPhone/").split("/")
-    assert raw.startswith("/rest/sms/sendMessageToPhone/") and len(segments) == 3
-    assert all(s not in (".", "..") for s in segments)
-    for decode in (unquote, unquote_plus):  # whether or not the server reads "+" as a space
-        assert [decode(s) for s in segments] == [text, phone, code]
-    assert segments[1].startswith("%2B")
-
-
-def test_both_calls_encode_a_segment_alike() -> None:
-    for text in ("a b+c", "../..", "50%/off?#x"):
-        assert phone_send_url(BASE, text, "+1", "c").split("/")[-3] == send_url(BASE, text, "c", "x").split("/")[-3]
 
 
 def test_clicks_racing_on_two_replicas_send_once(db: Database, env: dict[str, str], fake_slack: FakeSlack,

@@ -448,7 +448,7 @@ def test_send_actions(request: SendRequest) -> ActionsBlock:
     """For the requester and the approvers: the message, as WhatCounts has it now, to their own registered phone."""
     return ActionsBlock(block_id=TEST_SEND, elements=[
         ButtonElement(text="Send test to my phone", action_id=TEST_SEND, value=request.id,
-                      accessibility_label=_clip(f"Send a test of message {request.message_name} to my own phone", 75),
+                      accessibility_label=_clip(f"Send a test to my own phone: campaign {request.campaign_name}", 75),
                       confirm=ConfirmObject(title="Send a test to your phone?", confirm="Send test", deny="Back",
                                             text="The message's current text goes to the phone an admin registered "
                                                  "for you, through this request's sender code. It costs one SMS."))])
