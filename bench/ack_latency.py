@@ -44,7 +44,7 @@ from sqlalchemy import create_engine, text
 from bench.load import percentile
 from bot.store import schema
 from bot.store.engine import normalize_url
-from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, Received
+from tests.fakes import SPRING_SALE, Answer, FakeSlack, FakeWhatCounts, Received
 from tests.harness import (
     CODE,
     SIGNING_SECRET,
@@ -82,8 +82,7 @@ class TimedWhatCounts(FakeWhatCounts):
         self.arrivals: dict[str, float] = {}
         super().__init__()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | tuple[
-            int, dict[str, str], bytes, float] | None:
+    def answer(self, received: Received) -> Answer:
         self.arrivals[received.raw_path] = time.perf_counter()
         return super().answer(received)
 

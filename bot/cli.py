@@ -236,6 +236,55 @@ def cmd_policy_import(args: argparse.Namespace) -> None:
         print(f"dry run, not applied: {line}" if args.dry_run and summary.changed else line)
 
 
+def cmd_test_phone_set(args: argparse.Namespace) -> None:
+    from bot.rules import test_phones
+
+    try:
+        phone = test_phones.parse_phone(args.phone)
+    except test_phones.PhoneError as exc:
+        raise Stop(f"{exc} Nothing was changed.") from exc
+    engine = _database()
+    with make_session_factory(engine).begin() as session:
+        changed = test_phones.set_test_phone(session, args.user_id, phone, _operator())
+    print(f"{args.user_id}: test phone {phone} {'registered' if changed else 'already registered'}")
+
+
+def cmd_test_phone_remove(args: argparse.Namespace) -> None:
+    from bot.rules import test_phones
+
+    engine = _database()
+    with make_session_factory(engine).begin() as session:
+        changed = test_phones.remove_test_phone(session, args.user_id, _operator())
+    print(f"{args.user_id}: {'test phone removed' if changed else 'had no test phone'}")
+
+
+def cmd_test_phone_list(_args: argparse.Namespace) -> None:
+    from bot.rules import test_phones
+
+    engine = _database()
+    with make_session_factory(engine)() as session:
+        rows = test_phones.list_test_phones(session)
+    if not rows:
+        print("no test phones yet: `sms-bot test-phone set USER_ID +15551234567`")
+        return
+    print("USER\tPHONE\tSET BY\tSET AT")
+    for row in rows:
+        print(f"{row.user_id}\t{row.phone}\t{row.set_by}\t{row.set_at:%Y-%m-%d %H:%M} UTC")
+
+
+def _add_test_phone_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    phones = sub.add_parser("test-phone", help="each person's own phone for test sends (the operator's; audited)"
+                            ).add_subparsers(dest="test_phone_command", required=True)
+    put = phones.add_parser("set", help="register or replace someone's test phone")
+    put.add_argument("user_id", type=_user_id, help="Slack user ID, e.g. U012ABCDEF")
+    put.add_argument("phone", help="E.164, e.g. +15551234567")
+    put.set_defaults(run=cmd_test_phone_set)
+    gone = phones.add_parser("remove", help="forget someone's test phone")
+    gone.add_argument("user_id", type=_user_id, help="Slack user ID, e.g. U012ABCDEF")
+    gone.set_defaults(run=cmd_test_phone_remove)
+    phones.add_parser("list", help="list the test phones, in full").set_defaults(run=cmd_test_phone_list)
+
+
 def _add_policy_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     codes = sub.add_parser("sender-code", help="register sender codes and their sending policy"
                            ).add_subparsers(dest="sender_code_command", required=True)
@@ -300,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
     res.add_argument("--note", required=True, help="what WhatCounts support said")
     res.set_defaults(run=cmd_resolve)
     _add_policy_commands(sub)
+    _add_test_phone_commands(sub)
     return parser
 
 

@@ -37,6 +37,10 @@ class Received:
         return dict(parse_qsl(self.body.decode()))
 
 
+# How a fake answers: (status, headers, body), or with how to send it (see `_LoopbackServer.answer`); None: hang up.
+Answer = tuple[int, dict[str, str], bytes] | tuple[int, dict[str, str], bytes, float, int] | None
+
+
 class _BurstServer(ThreadingHTTPServer):
     """Takes a burst of connections at once, as Slack and WhatCounts do: the standard library's
     listen backlog of 5 refuses the sixth, and a refused Slack call loses what it carried."""
@@ -65,9 +69,10 @@ class _LoopbackServer:
                 if answer is None:  # drop the connection without a word
                     self.close_connection = True
                     return
-                status, headers, body, *drip = answer
-                if drip and drip[0]:
-                    self._drip(status, headers, body, drip[0])
+                status, headers, body, *how = answer
+                drip, cut = (float(how[0]), int(how[1])) if how else (0.0, 0)
+                if drip or cut:
+                    self._drip(status, headers, body, drip, cut)
                     return
                 self.send_response(status)
                 for key, value in headers.items():
@@ -76,13 +81,15 @@ class _LoopbackServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float) -> None:
-                """The whole answer, status line included, one byte every `interval` seconds."""
+            def _drip(self, status: int, headers: dict[str, str], body: bytes, interval: float, cut: int) -> None:
+                """The whole answer, status line included, one byte every `interval` seconds; with `cut`, only
+                its first `cut` bytes, and then the connection closes, as a server crashing mid-answer does."""
                 lines = [f"HTTP/1.1 {status} {self.responses.get(status, ('',))[0]}",
                          *(f"{k}: {v}" for k, v in headers.items()), f"Content-Length: {len(body)}", "", ""]
                 self.close_connection = True
+                raw = "\r\n".join(lines).encode() + body
                 try:
-                    for byte in "\r\n".join(lines).encode() + body:
+                    for byte in raw[:cut] if cut else raw:
                         self.wfile.write(bytes([byte]))
                         self.wfile.flush()
                         time.sleep(interval)
@@ -100,9 +107,9 @@ class _LoopbackServer:
         # A short poll interval: `close()` waits for the serving loop to notice, once per test.
         threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | tuple[
-            int, dict[str, str], bytes, float] | None:
-        """(status, headers, body), or with a fourth item, seconds between the bytes of a dripped answer."""
+    def answer(self, received: Received) -> Answer:
+        """(status, headers, body), or with two more items: seconds between the bytes of a dripped answer,
+        and how many of its bytes to send before hanging up (0: all)."""
         raise NotImplementedError
 
     def close(self) -> None:
@@ -199,15 +206,16 @@ class WhatCountsReply:
     drop: bool = False
     held: bool = False  # answer only once the test calls `FakeWhatCounts.release()` (or closes the fake)
     drip: float = 0.0  # > 0: the whole answer, a byte at a time, this many seconds apart
+    cut: int = 0  # > 0: only the answer's first `cut` bytes (status line included), then the connection closes
     headers: dict[str, str] = field(default_factory=dict)
     content_type: str = "text/html; charset=utf-8"
 
-    def render(self) -> tuple[int, dict[str, str], bytes, float]:
+    def render(self) -> tuple[int, dict[str, str], bytes, float, int]:
         if isinstance(self.body, (str, bytes)):
             raw = self.body.encode() if isinstance(self.body, str) else self.body
-            return self.status, {"Content-Type": self.content_type, **self.headers}, raw, self.drip
+            return self.status, {"Content-Type": self.content_type, **self.headers}, raw, self.drip, self.cut
         status, headers, raw = _json(self.status, self.body, self.headers)
-        return status, headers, raw, self.drip
+        return status, headers, raw, self.drip, self.cut
 
 
 SUCCESS_BODY = {
@@ -222,9 +230,16 @@ SPRING_SALE = {"id": 55, "name": "Spring Sale", "label": "spring",
                "totalParts": 1, "createdDate": "Mar 16, 2018 09:10:50 AM"}
 
 
+PHONE_PATH = "/rest/sms/sendMessageToPhone/"
+# WhatCounts documents no answer for sendMessageToPhone; this is the shape of its other answers.
+PHONE_SUCCESS_BODY = {"id": 8123, "status": "sent"}
+
+
 class FakeWhatCounts(_LoopbackServer):
     def __init__(self) -> None:
         self.reply = WhatCountsReply(200, SUCCESS_BODY)
+        # How POST sendMessageToPhone/{text}/{phone}/{senderCode} is answered (test sends).
+        self.phone_reply = WhatCountsReply(200, PHONE_SUCCESS_BODY)
         # When set, GET /rest/sms lists these, 500 a page (?skip=N); None: `reply` answers as before.
         self.messages: list[dict[str, Any]] | None = None
         # When set, GET /rest/sms is answered this way although `messages` is set: the listing fails.
@@ -240,10 +255,9 @@ class FakeWhatCounts(_LoopbackServer):
         self.release()
         super().close()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes, float] | tuple[
-            int, dict[str, str], bytes] | None:
+    def answer(self, received: Received) -> Answer:
         listing = received.method == "GET" and received.path == "/rest/sms"
-        reply = self.reply
+        reply = self.phone_reply if received.path.startswith(PHONE_PATH) else self.reply
         if listing and self.listing_fault is not None:
             reply = self.listing_fault
         elif listing and self.messages is not None:
@@ -258,6 +272,10 @@ class FakeWhatCounts(_LoopbackServer):
 
     def posts(self) -> list[Received]:
         return [r for r in list(self.received) if r.method == "POST"]
+
+    def phone_posts(self) -> list[Received]:
+        """The test sends received: POST sendMessageToPhone."""
+        return [r for r in self.posts() if r.path.startswith(PHONE_PATH)]
 
     def _list_messages(self, received: Received) -> tuple[int, dict[str, str], bytes]:
         skip = dict(parse_qsl(received.query)).get("skip", "0")

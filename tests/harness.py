@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot import cli
 from bot.ops import logs
 from bot.ops.config import load_settings
-from bot.rules import grants
+from bot.rules import grants, test_phones
 from bot.rules.sender_codes import ALL_CONTACTS
 from bot.slack.app import build_runtime
 from bot.slack.server import wsgi_app
@@ -81,6 +81,10 @@ class Database:
         with self.sessions.begin() as session:
             session.merge(SenderCode(code=code, **{"label": "", "approvals_required": 1,
                                                    "allow_self_approval": False, **values}))
+
+    def test_phone(self, user_id: str, phone: str) -> None:
+        with self.sessions.begin() as session:
+            test_phones.set_test_phone(session, user_id, phone, "test")
 
     def allow_sends(self, requester: str, approver: str, code: str = CODE, **policy: Any) -> None:
         """Register `code` (with `policy`), and let `requester` ask for its sends and `approver` approve them."""
@@ -532,7 +536,8 @@ class SlackDriver:
         return request_id_of(card)
 
     def click(self, user_id: str, action_id: str, request_id: str, channel_id: str = CHANNEL,
-              bot_url: str | None = None) -> httpx.Response:
+              bot_url: str | None = None, action_ts: str | None = None) -> httpx.Response:
+        """`action_ts`: Slack's id of the click, the same when Slack sends one click again (default: a new click)."""
         n = next(self._ids)
         payload = {
             "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
@@ -545,7 +550,7 @@ class SlackDriver:
             "response_url": f"{self.slack.url}/response/{n}",
             "actions": [{"action_id": action_id, "block_id": "decision", "value": request_id, "type": "button",
                          "text": {"type": "plain_text", "text": action_id.title()},
-                         "action_ts": f"{time.time():.6f}"}],
+                         "action_ts": action_ts or f"{time.time():.6f}"}],
         }
         return self.post(urlencode({"payload": json.dumps(payload)}), url=bot_url)
 

@@ -36,7 +36,8 @@ def test_the_card_and_its_outcome_are_posted_without_link_previews_and_read_well
                       "approve_with_note": "Approve with a note: campaign Spring 2026 to group VIP customers",
                       "reject": "Reject this request: campaign Spring 2026 to group VIP customers",
                       "cancel": "Cancel request: campaign Spring 2026 to group VIP customers",
-                      "withdraw": "Withdraw this request (admins): campaign Spring 2026 to group VIP customers"}
+                      "withdraw": "Withdraw this request (admins): campaign Spring 2026 to group VIP customers",
+                      "test_send": "Send a test to my own phone: campaign Spring 2026"}
 
     slack.click(APPROVER, "approve", request_id)
     outcome = slack.wait_outcome("submitted")

@@ -7,7 +7,7 @@ from urllib.parse import unquote, unquote_plus, urlsplit
 
 import httpx
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bot.whatcounts.client import (
@@ -16,6 +16,7 @@ from bot.whatcounts.client import (
     Sent,
     Unknown,
     WhatCountsClient,
+    phone_send_url,
     send_url,
 )
 from tests.fakes import SPRING_SALE, SUCCESS_BODY, FakeWhatCounts, WhatCountsReply
@@ -53,6 +54,25 @@ def test_dot_segments_cannot_climb_the_path() -> None:
     url = send_url(BASE, "..", "12345", ".")
     assert urlsplit(url).path == "/rest/sms/sendMessageToSenderCode/%2E%2E/12345/%2E"
     assert httpx.Request("POST", url).url.raw_path == b"/rest/sms/sendMessageToSenderCode/%2E%2E/12345/%2E"
+
+
+@settings(deadline=None)  # from_regex is slow to warm up on a loaded machine; nothing here is about time
+@given(text=st.text(min_size=1, max_size=200), phone=st.from_regex(r"\+[1-9][0-9]{6,14}", fullmatch=True),
+       code=names)
+def test_a_test_sends_text_phone_and_code_are_exactly_three_segments_that_decode_back(text: str, phone: str,
+                                                                                    code: str) -> None:
+    raw = httpx.Request("POST", phone_send_url(BASE, text, phone, code)).url.raw_path.decode("ascii")
+    assert raw.startswith("/rest/sms/sendMessageToPhone/") and "?" not in raw and "#" not in raw
+    segments = raw.removeprefix("/rest/sms/sendMessageToPhone/").split("/")
+    assert len(segments) == 3 and all(s not in (".", "..") for s in segments)
+    for decode in (unquote, unquote_plus):  # whether or not the server reads "+" as a space
+        assert [decode(s) for s in segments] == [text, phone, code]
+    assert segments[1].startswith("%2B")
+
+
+def test_a_test_send_encodes_its_text_as_the_campaign_encodes_a_name() -> None:
+    for text in ("a b+c", "..", "50%/off?#x"):
+        assert phone_send_url(BASE, text, "+1", "c").split("/")[-3] == send_url(BASE, text, "c", "x").split("/")[-3]
 
 
 def test_optional_parameters_are_left_out_when_empty() -> None:

@@ -51,6 +51,8 @@ class Settings:
     send_at_grace_minutes: float = 15.0  # how late a scheduled send may still go out (the bot was down)
     reminder_at_fraction: float = 0.5  # of the time to live, when the one reminder goes out; 0: none
     policy_cache_seconds: float = 1.0  # how old the request form's grants and sender codes may be
+    test_sends_per_request: int = 3  # a person's test sends to their own phone per request; 0: none
+    test_sends_per_day: int = 10  # a person's test sends in any 24 hours
     log_format: str = "text"  # text | json (LOG_FORMAT)
 
 
@@ -122,6 +124,17 @@ def _reminder_at_fraction(raw: str, problems: list[str]) -> float:
     return value
 
 
+def _count(env: Mapping[str, str], name: str, default: int, most: int, meaning: str, problems: list[str]) -> int:
+    """A whole number from 0 to `most`; `default` if unset."""
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    if not (raw.isascii() and raw.isdigit()) or int(raw) > most:
+        problems.append(f"{name} must be a whole number from 0 to {most} ({meaning}), got {raw!r}.")
+        return default
+    return int(raw)
+
+
 DATABASE_URL_EXAMPLES = "sqlite:///sms-bot.db or postgresql://user:password@host:5432/dbname"
 
 
@@ -172,6 +185,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, slack: bool = True, w
         "send_at_grace_minutes": _number(env, "SEND_AT_GRACE_MINUTES", 15.0, problems),
     }
     values["reminder_at_fraction"] = _reminder_at_fraction(env.get("REMINDER_AT_FRACTION", ""), problems)
+    values["test_sends_per_request"] = _count(env, "TEST_SENDS_PER_REQUEST", 3, 20,
+                                              "test sends per person and request; 0 turns them off", problems)
+    values["test_sends_per_day"] = _count(env, "TEST_SENDS_PER_DAY", 10, 100,
+                                          "test sends per person in any 24 hours", problems)
     log_format = env.get("LOG_FORMAT", "").strip().lower() or "text"
     if log_format not in LOG_FORMATS:
         problems.append(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, got {env.get('LOG_FORMAT')!r}.")

@@ -19,6 +19,7 @@ from bot.ops.work import BackgroundWork
 from bot.requests.choices import RequestForm
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.outbox import Outbox
+from bot.requests.test_sends import TestSendLimits, TestSends
 from bot.rules.cache import RulesCache
 from bot.store.engine import make_engine, make_session_factory
 from bot.whatcounts.catalog import MessageCatalog
@@ -38,6 +39,7 @@ class Core:
     lifecycle: Lifecycle
     outbox: Outbox
     work: BackgroundWork
+    test_sends: TestSends
 
     def shutdown(self) -> None:
         """Let sends in flight finish and be recorded, then close the WhatCounts client."""
@@ -83,4 +85,9 @@ def build_core(settings: Settings) -> Core:
                           send_at_max=timedelta(days=settings.send_at_max_days),
                           send_at_grace=timedelta(minutes=settings.send_at_grace_minutes))
     form = RequestForm(sessions, cache, dry_run=dry_run)
-    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork())
+    limits = TestSendLimits(settings.test_sends_per_request, settings.test_sends_per_day)
+    # On the life cycle's clock, so that what is pending and what is quiet agree (and tests move both).
+    test_sends = TestSends(sessions, whatcounts, limits, clock=lambda session: lifecycle.clock(session),
+                           dry_run=dry_run)
+    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork(),
+                test_sends)

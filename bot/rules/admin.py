@@ -19,7 +19,7 @@ from typing import Any, NoReturn
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.rules import grants, sender_codes
+from bot.rules import grants, sender_codes, test_phones
 from bot.rules.sender_codes import normalize_sender_code
 from bot.store import audit
 from bot.store.models import ALL_SENDER_CODES, Grant, Role
@@ -288,6 +288,53 @@ def _sender_code_set(ctx: _Context, args: argparse.Namespace) -> Reply:
     return reply(first, listing(rules))
 
 
+def _test_phone_change(ctx: _Context, args: argparse.Namespace, *, add: bool) -> Reply:
+    """Register or forget someone's test phone: an admin of every sender code, never for themselves.
+
+    A test send can go through any sender code the person requests or approves for, so a
+    phone is not one code's business; and whoever registers a phone decides who can be texted
+    without an approval, so nobody registers their own (the operator can, on the command line).
+    """
+    user = _user(args.user)
+    phone = None
+    if add:
+        try:
+            phone = test_phones.parse_phone(" ".join(args.phone))
+        except test_phones.PhoneError as exc:
+            raise AdminError(f"{exc} Nothing was changed.") from exc
+    verb = "set" if add else "remove"
+    if user == ctx.actor:
+        others = ctx.others_who_administer(ALL_SENDER_CODES)
+        ask = (("ask ", *joined(User(a) for a in others)) if others else
+               ("the operator can, on the command line (", Literal(f"sms-bot test-phone {verb} {user} …"), ")"))
+        raise AdminRefused(reply(line("Nobody registers or removes their own test phone, admins included, so that "
+                                      "no one can have texts sent to a number only they vouch for: ", *ask,
+                                      ". Nothing was changed.")), f"own test phone: {verb}", ALL_SENDER_CODES)
+    ctx.require(ALL_SENDER_CODES, "registering a test phone")
+    if phone is not None:
+        changed = test_phones.set_test_phone(ctx.session, user, phone, ctx.actor)
+        return reply(line(User(user), f": test phone {test_phones.mask(phone)} "
+                                      f"{'registered' if changed else 'already registered'}"))
+    changed = test_phones.remove_test_phone(ctx.session, user, ctx.actor)
+    return reply(line(User(user), ": test phone removed" if changed else ": had no test phone"))
+
+
+def _test_phone_list(ctx: _Context, _args: object = None) -> Reply:
+    """Phones masked: the reply is seen in Slack, and the last digits are enough to recognise one."""
+    rows = test_phones.list_test_phones(ctx.session)
+    return reply(line(Title("Test phones")), *(
+        line("• ", User(r.user_id), f": {test_phones.mask(r.phone)} (by ", User(r.set_by), f", {r.set_at:%Y-%m-%d})")
+        for r in rows) if rows else ("none registered yet",))
+
+
+def _test_phone_parser(prog: str, name: str, phone: bool) -> Parser:
+    parser = Parser(prog=f"{prog} test-phone {name}")
+    parser.add_argument("user", metavar="USER")
+    if phone:
+        parser.add_argument("phone", metavar="PHONE", nargs="+", help="E.164, e.g. +15551234567 (spaces allowed)")
+    return parser
+
+
 Handler = Callable[[_Context, argparse.Namespace], Reply]
 
 
@@ -311,6 +358,12 @@ def _commands(prog: str) -> dict[str, _Command]:
                                     "add a sender code or change the options given (`none` clears one)"),
         "sender-code list": _Command(Parser(prog=f"{prog} sender-code list"), _sender_code_list,
                                      "list the registered sender codes and their policy"),
+        "test-phone set": _Command(_test_phone_parser(prog, "set", True), partial(_test_phone_change, add=True),
+                                   "register someone's phone for test sends (E.164; admins of every code)"),
+        "test-phone remove": _Command(_test_phone_parser(prog, "remove", False),
+                                      partial(_test_phone_change, add=False), "forget someone's test phone"),
+        "test-phone list": _Command(Parser(prog=f"{prog} test-phone list"), _test_phone_list,
+                                    "list the registered test phones (masked)"),
     }
 
 
@@ -320,7 +373,8 @@ def _usage(commands: dict[str, _Command]) -> Listing:
 
 
 def _help(ctx: _Context, commands: dict[str, _Command]) -> Reply:
-    title = line(Title("Administer grants and sender codes"), " (only admins; every change is audited in your name)")
+    title = line(Title("Administer grants, sender codes and test phones"),
+                 " (only admins; every change is audited in your name)")
     return reply(title, _usage(commands), *_sender_code_list(ctx).blocks, *_grants(ctx).blocks)
 
 
@@ -330,7 +384,7 @@ def _pick(commands: dict[str, _Command], words: list[str]) -> tuple[_Command, li
         name = " ".join(words[:size]).lower()
         if len(words) >= size and name in commands:
             return commands[name], words[size:]
-    typed = " ".join(words[:2] if words[0].lower() == "sender-code" else words[:1])
+    typed = " ".join(words[:2] if words[0].lower() in ("sender-code", "test-phone") else words[:1])
     raise AdminError(reply(f"{typed!r} is not an admin command. These are:", _usage(commands)))
 
 

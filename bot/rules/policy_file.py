@@ -17,7 +17,7 @@ import yaml
 from sqlalchemy.orm import Session
 
 from bot.problems import Problems
-from bot.rules import grants, sender_codes
+from bot.rules import grants, sender_codes, test_phones
 from bot.rules.sender_codes import normalize_sender_code
 from bot.store.models import ALL_SENDER_CODES, Role
 
@@ -25,11 +25,12 @@ VERSION = 1
 HEADER = """\
 # sms-send policy: sender codes and who may request, approve and administer sends.
 # `sms-bot policy import FILE` makes the bot's policy exactly this file: sender codes
-# and grants missing from it are removed.
+# and grants missing from it are removed; so are test phones, if `test_phones` is given.
 """
-TOP_KEYS = ("version", "sender_codes", "grants")
+TOP_KEYS = ("version", "sender_codes", "grants", "test_phones")
 CODE_KEYS = ("code", *sender_codes.FIELDS)
 GRANT_KEYS = ("user", "role", "sender_code")
+PHONE_KEYS = ("user", "phone")
 SLACK_USER = re.compile(r"[UW][A-Z0-9]{2,31}")
 ROLES = tuple(r.value for r in Role)
 
@@ -51,6 +52,8 @@ class GrantRow:
 class Policy:
     sender_codes: tuple[sender_codes.SenderCodeRules, ...]
     grants: tuple[GrantRow, ...]
+    # (user, E.164 phone); None: the document has no `test_phones`, and they are left as they are
+    test_phones: tuple[tuple[str, str], ...] | None = None
 
 
 @dataclass
@@ -60,10 +63,13 @@ class ImportSummary:
     removed: list[str] = field(default_factory=list)
     granted: list[GrantRow] = field(default_factory=list)
     revoked: list[GrantRow] = field(default_factory=list)
+    phones_set: list[str] = field(default_factory=list)  # users
+    phones_removed: list[str] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
-        return any((self.added, self.updated, self.removed, self.granted, self.revoked))
+        return any((self.added, self.updated, self.removed, self.granted, self.revoked, self.phones_set,
+                    self.phones_removed))
 
     def lines(self) -> list[str]:
         if not self.changed:
@@ -72,6 +78,8 @@ class ImportSummary:
                (("added", self.added), ("updated", self.updated), ("removed", self.removed)) for code in codes]
         out += [f"{verb} {g.user} {g.role} for {grants.scope_name(g.sender_code)}" for verb, granted in
                 (("granted", self.granted), ("revoked", self.revoked)) for g in granted]
+        out += [f"test phone of {user} {verb}" for verb, users in
+                (("set", self.phones_set), ("removed", self.phones_removed)) for user in users]
         return out
 
 
@@ -80,7 +88,8 @@ class ImportSummary:
 def read_policy(session: Session) -> Policy:
     codes = tuple(sender_codes.SenderCodeRules.from_row(row) for row in sender_codes.list_sender_codes(session))
     grant_rows = tuple(GrantRow(g.user_id, g.role, g.sender_code) for g in grants.list_grants(session))
-    return Policy(codes, grant_rows)
+    phones = tuple((p.user_id, p.phone) for p in test_phones.list_test_phones(session))
+    return Policy(codes, grant_rows, phones)
 
 
 def export_policy(session: Session) -> str:
@@ -91,6 +100,7 @@ def export_policy(session: Session) -> str:
         "sender_codes": [{"code": s.code, **s.fields()} for s in policy.sender_codes],
         "grants": [{"user": g.user, "role": g.role.value, "sender_code": g.sender_code}
                    for g in sorted(policy.grants, key=lambda g: (g.user, g.role, g.sender_code))],
+        "test_phones": [{"user": user, "phone": phone} for user, phone in policy.test_phones or ()],
     }
     return HEADER + yaml.safe_dump(document, sort_keys=False, allow_unicode=True, default_flow_style=False,
                                    width=1000)
@@ -190,9 +200,42 @@ def parse_policy(text: str) -> Policy:
             seen_grants[grant] = path
             grants.append(grant)
 
+    phones = _test_phones(document, problems)
     if problems:
         raise PolicyError(problems)
-    return Policy(tuple(codes), tuple(grants))
+    return Policy(tuple(codes), tuple(grants), phones)
+
+
+def _test_phones(document: dict[str, Any], problems: list[str]) -> tuple[tuple[str, str], ...] | None:
+    """`test_phones`, checked as `sms-bot test-phone set` checks them; None when the key is absent."""
+    if "test_phones" not in document:
+        return None
+    phones: dict[str, str] = {}
+    seen: set[str] = set()
+    for i, item in enumerate(_list(document, "test_phones", problems)):
+        path = f"test_phones[{i}]"
+        if not isinstance(item, dict):
+            problems.append(f"{path}: must be a mapping with user and phone")
+            continue
+        _unknown_keys(item, PHONE_KEYS, path, problems)
+        user, raw = item.get("user"), item.get("phone")
+        if not isinstance(user, str) or not SLACK_USER.fullmatch(user):
+            problems.append(f"{path}.user: must be a Slack user ID like U012ABCDEF (got {user!r})")
+            user = None
+        elif user in seen:
+            problems.append(f"{path}.user: {user} has a test phone earlier in the list; one phone per person")
+            user = None
+        else:
+            seen.add(user)
+        try:
+            phone = test_phones.parse_phone(raw if isinstance(raw, str) else repr(raw))
+        except test_phones.PhoneError as exc:
+            quotes = "" if isinstance(raw, str) else " Write it in quotes: YAML reads +15551234567 as a number."
+            problems.append(f"{path}.phone: {exc}{quotes}")
+            continue
+        if user is not None:
+            phones[user] = phone
+    return tuple(sorted(phones.items()))
 
 
 def import_policy(session: Session, text: str, by: str) -> ImportSummary:
@@ -220,5 +263,16 @@ def import_policy(session: Session, text: str, by: str) -> ImportSummary:
         if grant not in current:
             grants.grant(session, grant.user, grant.role, grant.sender_code, by)
             summary.granted.append(grant)
+    if wanted.test_phones is not None:
+        _import_test_phones(session, dict(wanted.test_phones), by, summary)
     session.flush()
     return summary
+
+
+def _import_test_phones(session: Session, wanted: dict[str, str], by: str, summary: ImportSummary) -> None:
+    for row in test_phones.list_test_phones(session):
+        if row.user_id not in wanted and test_phones.remove_test_phone(session, row.user_id, by):
+            summary.phones_removed.append(row.user_id)
+    for user, phone in wanted.items():
+        if test_phones.set_test_phone(session, user, phone, by):
+            summary.phones_set.append(user)

@@ -14,7 +14,7 @@ from bot.ops.config import Settings
 from bot.ops.logs import ContextThreadPoolExecutor, current_request
 from bot.ops.runtime import Core, build_core
 from bot.requests.reminders import Reminders
-from bot.slack import actions, blocks, commands, database_down, decisions, home, views
+from bot.slack import actions, blocks, commands, database_down, decisions, home, test_sends, views
 from bot.slack.cards import CardPublisher, Sweeper
 from bot.slack.client import web_client
 
@@ -56,7 +56,7 @@ class Runtime:
 KINDS = frozenset({"command", "block_actions", "view_submission", "view_closed", "shortcut", "message_action",
                    "block_suggestion", "event_callback", "url_verification", "interactive_message"})
 DECISIONS = frozenset({blocks.APPROVE, blocks.REJECT, blocks.CANCEL, blocks.APPROVE_WITH_NOTE, blocks.WITHDRAW,
-                       blocks.RECORD_OUTCOME})
+                       blocks.RECORD_OUTCOME, blocks.TEST_SEND})
 
 
 def describe(body: dict[str, Any]) -> tuple[str, str | None]:
@@ -102,5 +102,6 @@ def build_runtime(settings: Settings) -> Runtime:
     views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed)
     actions.register(app, core.lifecycle, publisher, core.work)
     decisions.register(app, core.lifecycle, publisher, core.work)
+    test_sends.register(app, core.test_sends, publisher, core.work)
     return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,
                    settings.slack_signing_secret)

@@ -56,6 +56,7 @@ MESSAGE_ACTION = "message_name"  # the type-ahead: Slack asks for its options by
 SENDER_CODE_ACTION = "sender_code"  # choosing one redraws the form with its groups and rules
 APPROVE, REJECT, CANCEL = "approve", "reject", "cancel"
 APPROVE_WITH_NOTE, WITHDRAW, RECORD_OUTCOME = "approve_with_note", "withdraw", "record_outcome"
+TEST_SEND = "test_send"  # "Send test to my phone": bot.slack.test_sends
 # The modals a decision with words is made in; each carries its request in `private_metadata`.
 REJECT_CALLBACK, APPROVE_CALLBACK, OUTCOME_CALLBACK = "reject_request", "approve_request", "record_outcome"
 NOTE_BLOCK, VERDICT_BLOCK = "note", "verdict"
@@ -74,7 +75,8 @@ HELP = (
     "• *Send at* (optional) sends it at a time you choose, once approved; until then you can still cancel it.\n"
     "• Sender codes have quiet hours, a daily cap and sometimes a list of channels: the form says "
     "what stops a request before anything is posted.\n"
-    "• `/sms-send admin` (admins): grants and sender codes.\n"
+    "• *Send test to my phone* on a waiting card texts the message to your own phone, registered by an admin.\n"
+    "• `/sms-send admin` (admins): grants, sender codes and test phones.\n"
     "• `/sms-send help` shows this."
 )
 
@@ -494,10 +496,22 @@ def card(view: RequestView) -> list[dict[str, Any]]:
         stoppers = (CANCEL, WITHDRAW)  # a scheduled request is approved: it can only be stopped
         blocks.append(ActionsBlock(block_id="decision", elements=[
             b for b in buttons if request.state == State.PENDING or b.action_id in stoppers]))
+        if request.state == State.PENDING:  # a test only while the message can still be changed
+            blocks.append(test_send_actions(request))
     if request.state == State.UNKNOWN:
         blocks.append(ActionsBlock(block_id="outcome", elements=[
             ButtonElement(text="Record outcome (admins)", action_id=RECORD_OUTCOME, value=request.id)]))
     return [block.to_dict() for block in blocks]
+
+
+def test_send_actions(request: SendRequest) -> ActionsBlock:
+    """For the requester and the approvers: the message, as WhatCounts has it now, to their own registered phone."""
+    return ActionsBlock(block_id=TEST_SEND, elements=[
+        ButtonElement(text="Send test to my phone", action_id=TEST_SEND, value=request.id,
+                      accessibility_label=_clip(f"Send a test to my own phone: campaign {request.campaign_name}", 75),
+                      confirm=ConfirmObject(title="Send a test to your phone?", confirm="Send test", deny="Back",
+                                            text="The message's current text goes to the phone an admin registered "
+                                                 "for you, through this request's sender code. It costs one SMS."))])
 
 
 def _confirm_text(request: SendRequest) -> str:

@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 EVENTS = frozenset({
     "requested", "approved", "rejected", "cancelled", "expired", "sending", "sent",
     "failed", "unknown", "resolved", "late_outcome", "late_outcome_conflict", "grant", "revoke", "sender_code",
-    "quiet_override", "refused", "withdrawn", "scheduled",
+    "quiet_override", "refused", "withdrawn", "scheduled", "test_phone", "test_send",
 })
 MAX_DETAIL = 500  # characters of a typed command kept with a refusal
 

@@ -222,3 +222,45 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(16), index=True)
     sender_code: Mapped[str | None] = mapped_column(String(32))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class TestPhone(Base):
+    """A person's own phone for test sends (migration 0011), registered by an admin of every sender code."""
+
+    __tablename__ = "test_phones"
+    __test__ = False  # not a pytest test class, whatever its name
+
+    user_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    phone: Mapped[str] = mapped_column(String(16))  # E.164, e.g. +15551234567
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TestSendOutcome(enum.StrEnum):
+    SENDING = "sending"  # claimed; WhatCounts is being asked (stays so if the process died meanwhile)
+    SENT = "sent"
+    REFUSED = "refused"  # WhatCounts answered with its own error
+    NOT_SENT = "not_sent"  # certainly never reached WhatCounts: does not count against the limits
+    UNKNOWN = "unknown"
+    DRY_RUN = "dry_run"
+
+
+class TestSend(Base):
+    """One click on "Send test to my phone" that passed the checks (migration 0011): the limits count these.
+
+    `click` is the click's own id (Slack's `action_ts`): a repeat of one click is one row.
+    """
+
+    __tablename__ = "test_sends"
+    __test__ = False
+    __table_args__ = (
+        UniqueConstraint("request_id", "user_id", "click", name="uq_test_sends_click"),
+        Index("ix_test_sends_user_at", "user_id", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("send_requests.id"))
+    user_id: Mapped[str] = mapped_column(String(32))
+    click: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+    outcome: Mapped[TestSendOutcome] = mapped_column(_stored_as_value(TestSendOutcome))

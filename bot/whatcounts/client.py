@@ -24,6 +24,7 @@ from urllib.parse import quote, urlencode
 import httpx
 
 SEND_PATH = "/rest/sms/sendMessageToSenderCode"
+PHONE_PATH = "/rest/sms/sendMessageToPhone"  # a one-off test send of a text to one phone
 ACCEPT = "application/vnd.whatcounts-v1+json"
 
 
@@ -78,6 +79,12 @@ def send_url(base_url: str, message: str, sender_code: str, campaign: str,
     query = {name: value for name, value in (("description", description), ("groupName", group_name)) if value}
     url = f"{base_url.rstrip('/')}{SEND_PATH}/{path}"
     return f"{url}?{urlencode(query, quote_via=quote, safe='')}" if query else url
+
+
+def phone_send_url(base_url: str, text: str, phone: str, sender_code: str) -> str:
+    """`sendMessageToPhone/{text}/{phone}/{senderCode}`, each part one segment (see `path_segment`)."""
+    path = "/".join(path_segment(part) for part in (text, phone, sender_code))
+    return f"{base_url.rstrip('/')}{PHONE_PATH}/{path}"
 
 
 def basic_auth(realm: str, password: str) -> str:
@@ -219,6 +226,19 @@ class WhatCountsClient:
              budget: float | None = None) -> Outcome:
         """POST the send once, within `timeout` seconds (or `budget`, if less) of wall clock in all."""
         url = send_url(self.base_url, message, sender_code, campaign, description, group_name)
+        return self._post(url, budget, observe=True)
+
+    def send_to_phone(self, text: str, phone: str, sender_code: str, *, budget: float | None = None) -> Outcome:
+        """POST `text` to one phone through `sender_code`, once, bounded as `send` is.
+
+        WhatCounts documents no body for its answer: any JSON object with a 200 is taken as
+        accepted (`Sent.id` is its `id`, or empty). Not counted in the campaign sends' metrics.
+        """
+        return self._post(phone_send_url(self.base_url, text, phone, sender_code), budget, observe=False,
+                          needs_id=False)
+
+    def _post(self, url: str, budget: float | None, *, observe: bool, needs_id: bool = True) -> Outcome:
+        """One POST that may cost money: tried again only while it certainly never reached WhatCounts."""
         seconds = self.timeout if budget is None else max(0.0, min(self.timeout, budget))
         started = time.monotonic()
         deadline = started + seconds
@@ -245,11 +265,11 @@ class WhatCountsClient:
             except (httpx.HTTPError, OSError) as exc:
                 outcome = Unknown(f"the connection to WhatCounts broke before it answered ({type(exc).__name__})")
             else:
-                outcome = _read_response(response.status_code, response.reason_phrase, body)
+                outcome = _read_response(response.status_code, response.reason_phrase, body, needs_id=needs_id)
             break
         if outcome is None:
             outcome = NotSent(f"{last_error} after {attempts} attempt{'s' if attempts != 1 else ''}")
-        if self._observer is not None:
+        if observe and self._observer is not None:
             self._observer(outcome, time.monotonic() - started)
         return outcome
 
@@ -293,17 +313,21 @@ def _never_connected(exc: BaseException | None) -> bool:
     return isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout))
 
 
-def _read_response(status: int, reason_phrase: str, body: bytes) -> Outcome:
+def _read_response(status: int, reason_phrase: str, body: bytes, *, needs_id: bool = True) -> Outcome:
     """Only WhatCounts' own error JSON is a refusal. A gateway's page, a redirect or any other
-    body may stand in front of a send that went out, so it is `Unknown`."""
+    body may stand in front of a send that went out, so it is `Unknown`. `needs_id`: a success
+    must carry a send id (a campaign's does; a test send's answer is not documented)."""
     try:
         data = json.loads(body)
     except ValueError:
         data = None
     if status == 200:
-        if isinstance(data, dict) and data.get("id") is not None:
-            return Sent(id=str(data["id"]), status=str(data.get("status", "")), body=data)
-        return Unknown("WhatCounts answered 200 but without a send id", http_status=200)
+        if isinstance(data, dict) and (data.get("id") is not None or not needs_id):
+            wc_id = "" if data.get("id") is None else str(data["id"])
+            return Sent(id=wc_id, status=str(data.get("status", "")), body=data)
+        if needs_id:
+            return Unknown("WhatCounts answered 200 but without a send id", http_status=200)
+        return Unknown("WhatCounts answered 200 but not with JSON", http_status=200)
     if 400 <= status < 600 and is_whatcounts_error(data):
         return Rejected(status, data["error"])
     kind = "a redirect" if 300 <= status < 400 else "an answer that is not WhatCounts' own error"
