@@ -98,7 +98,7 @@ def build_runtime(settings: Settings) -> Runtime:
                           clock=lambda session: core.lifecycle.clock(session))
     publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed, reminders)
     home.register(app, homes)
-    commands.register(app, core.form, core.catalog, core.cache, core.sessions)
+    commands.register(app, core.form, core.catalog, core.cache, core.sessions, core.work)
     views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed)
     actions.register(app, core.lifecycle, publisher, core.work)
     decisions.register(app, core.lifecycle, publisher, core.work)

@@ -20,7 +20,7 @@ from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
 from bot.requests.reading import RequestView
 from bot.slack import blocks
 from bot.slack.client import card_client
-from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
+from bot.slack.database_down import ACK_BUDGET, DATABASE_DOWN, DATABASE_ERRORS, in_time
 from bot.slack.submission import NotPosted, Posted, Published, Submission
 from bot.store.models import SendRequest
 from bot.whatcounts.catalog import MessageCatalog
@@ -127,7 +127,14 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             return
         channel_id, team_id = _metadata(view)
         user_id = body["user"]["id"]
-        draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override)
+        view_id = view.get("id") or None
+
+        def check() -> tuple[SendRequest | Invalid | Unregistered, RequestView | None]:
+            draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override)
+            return draft, lifecycle.submitted(view_id) if view_id and isinstance(draft, SendRequest) else None
+
+        # Reads only, so a slow database is given up on within the budget (see `in_time`).
+        draft, earlier = in_time(work, ACK_BUDGET - (time.monotonic() - started), check)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
             return
@@ -135,8 +142,8 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             refuse({"sender_code": f"Sender code {draft.code} is not registered: an admin adds it with "
                                    f"`/sms-send admin sender-code set {draft.code}`."})
             return
-        draft.view_id = view.get("id") or None
-        if draft.view_id and lifecycle.submitted(draft.view_id) is not None:
+        draft.view_id = view_id
+        if earlier is not None:
             ack()  # the same form again (a double click, or a retry of a slow answer): one request
             return
         publishing = work.submit(publish, draft)
