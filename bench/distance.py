@@ -21,8 +21,11 @@ Web API call arriving at the fake Slack:
 - approve: Approve (the last approval) -> the outcome's chat.postMessage in the card's thread.
 
 "calls" is how many Web API calls arrived during the wait (the awaited one included), and
-"RTTs per call" = wait / RTT / calls: about 1 for a client that keeps a connection open, about
-3 for one that opens a TCP connection and a TLS session per call (TCP, TLS 1.3, the request).
+"RTTs per call" = ((wait - the same wait at RTT 0) / RTT + 0.5) / calls: the round trips the
+distance added, per call (the awaited call is counted when it arrives, half a round trip before
+its answer would be back, hence the 0.5). About 1 for a client that keeps its connection open,
+about 3 for one that opens a TCP connection and a TLS session for each call (TCP, TLS 1.3, the
+request); calls made at the same time would bring it below that.
 A script, never a test: numbers depend on the machine.
 """
 
@@ -248,11 +251,13 @@ def _p(waits: Waits, step: str) -> str:
     return f"{percentile(values, 50) * 1000:.0f} / {percentile(values, 99) * 1000:.0f}"
 
 
-def _per_call(waits: Waits, step: str, rtt: float) -> str:
+def _per_call(waits: Waits, near: Waits | None, step: str, rtt: float) -> str:
+    """Round trips per Web API call (see the module's docstring), and the calls; `near`: the same at RTT 0."""
     if rtt == 0:
         return "-"
     calls = percentile([float(n) for n in waits.calls[step]], 50)
-    return f"{percentile(waits.seconds[step], 50) * 1000 / rtt / calls:.1f} ({calls:.0f})"
+    added = percentile(waits.seconds[step], 50) - (percentile(near.seconds[step], 50) if near else 0.0)
+    return f"{(added * 1000 / rtt + 0.5) / calls:.1f} ({calls:.0f})"
 
 
 def report(results: dict[float, dict[str, Waits]], samples: int, backend: str) -> str:
@@ -260,17 +265,19 @@ def report(results: dict[float, dict[str, Waits]], samples: int, backend: str) -
            "RTTs per call (calls), floor | RTTs per call (calls), bot |",
            "|---|---|---|---|---|---|---|"]
     for rtt, apps in results.items():
+        near = results.get(0.0, {})
         for step in STEPS:
             floor, bot = apps["floor"], apps["bot"]
             gap = (percentile(bot.seconds[step], 50) - percentile(floor.seconds[step], 50)) * 1000
             out.append(f"| {'0 (plain HTTP)' if rtt == 0 else f'{rtt:g} ms (TLS)'} | {step} | {_p(floor, step)} | "
-                       f"{_p(bot, step)} | {gap:+.0f} | {_per_call(floor, step, rtt)} | "
-                       f"{_per_call(bot, step, rtt)} |")
+                       f"{_p(bot, step)} | {gap:+.0f} | {_per_call(floor, near.get('floor'), step, rtt)} | "
+                       f"{_per_call(bot, near.get('bot'), step, rtt)} |")
     out += ["", f"{samples} people per app and RTT, one at a time, the apps taking turns; the bot on {backend}. "
             "Waits from the signed request sent to the Web API call arriving at the fake Slack: command = "
             "/sms-send -> views.open, submit = Submit -> the card's chat.postMessage, approve = Approve -> the "
-            "outcome's chat.postMessage in the thread. RTTs per call = p50 wait / RTT / calls, where calls is "
-            "the median number of Web API calls that arrived during the wait, the awaited one included."]
+            "outcome's chat.postMessage in the thread. RTTs per call = ((p50 wait - p50 wait at RTT 0) / RTT + "
+            "0.5) / calls, where calls is the median number of Web API calls that arrived during the wait, the "
+            "awaited one included: 3 for a new TCP connection and TLS session per call, 1 for a kept-alive one."]
     return "\n".join(out)
 
 

@@ -1,4 +1,5 @@
-"""A loopback TCP proxy in front of the test database, to slow it, black-hole it and bring it back."""
+"""Faults of the test database: a loopback TCP proxy in front of it, to slow it, black-hole it and
+bring it back; and a bot's connection pool used up."""
 
 from __future__ import annotations
 
@@ -6,6 +7,9 @@ import contextlib
 import socket
 import threading
 import time
+from collections.abc import Iterator
+
+from sqlalchemy import Engine
 
 
 class DatabaseProxy:
@@ -74,3 +78,14 @@ class DatabaseProxy:
             for sock in (source, sink):
                 with contextlib.suppress(OSError):
                     sock.shutdown(socket.SHUT_RDWR)
+
+
+@contextlib.contextmanager
+def pool_used_up(engine: Engine) -> Iterator[None]:
+    """Every connection `engine`'s pool may open is checked out (by a burst of slow requests, say)."""
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for connection in held:
+            connection.close()

@@ -9,20 +9,19 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import create_engine, text
 
 from bot.rules.sender_codes import ALL_CONTACTS
 from bot.slack.commands import ADMIN_TOO_SLOW
 from bot.slack.database_down import DATABASE_DOWN
 from bot.store.engine import normalize_url
 from bot.store.models import ALL_SENDER_CODES
-from tests.dbproxy import DatabaseProxy
+from tests.dbproxy import DatabaseProxy, pool_used_up
 from tests.fakes import FakeSlack
 from tests.harness import CODE, Database, bot_with
 
@@ -199,17 +198,6 @@ def test_a_slow_database_holds_no_answer_past_slacks_3_s(
         slack.wait_outcome("4711", timeout=15)  # the click, answered at once, went through once it could
         bot.settle()
     assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # the form given up on saved nothing
-
-
-@contextmanager
-def pool_used_up(engine: Engine) -> Iterator[None]:
-    """Every connection the bot's pool may open is checked out (by a burst of slow requests, say)."""
-    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]  # type: ignore[attr-defined]
-    try:
-        yield
-    finally:
-        for connection in held:
-            connection.close()
 
 
 def test_a_bot_whose_connection_pool_is_used_up_answers_in_words_in_time_and_carries_on_after(
