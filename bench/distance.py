@@ -1,7 +1,7 @@
 """What a person waits for when Slack is at a distance: the floor and the bot, over TLS, at chosen round-trip times.
 
     .venv/bin/python -m bench.distance [--rtts 0,20,80] [--samples 20] [--backend postgresql|sqlite]
-                                       [--write docs/benchmarks.md]
+                                       [--profile] [--write docs/benchmarks.md]
 
 The fake Slack (tests/fakes.py's recording FakeSlack, noting when each call arrives) serves
 TLS with a certificate made for this run in a temporary directory (`openssl req`), which the
@@ -26,12 +26,15 @@ distance added, per call (the awaited call is counted when it arrives, half a ro
 its answer would be back, hence the 0.5). About 1 for a client that keeps its connection open,
 about 3 for one that opens a TCP connection and a TLS session for each call (TCP, TLS 1.3, the
 request); calls made at the same time would bring it below that.
+`--profile` records the bot's workers with py-spy (wall clock, idle included; py-spy must be
+installed) at each RTT, and says where the time inside its Web API calls went.
 A script, never a test: numbers depend on the machine.
 """
 
 from __future__ import annotations
 
 import argparse
+import signal
 import socket
 import ssl
 import subprocess
@@ -41,13 +44,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.ack_latency import APPROVER, REQUESTER, ROOT, WORKERS, BareBolt, database, log_problems
+from bench.ack_latency import APPROVER, REQUESTER, ROOT, WORKERS, BareBolt, children, database, log_problems
 from bench.load import percentile
 from bot.rules.sender_codes import ALL_CONTACTS
 from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, Received, _BurstServer
@@ -57,13 +60,19 @@ APPS = ("floor", "bot")
 STEPS = ("command", "submit", "approve")
 
 
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for 127.0.0.1, valid for a day: (certificate, key)."""
-    cert, key = directory / "slack-cert.pem", directory / "slack-key.pem"
+def make_certificate(directory: Path) -> tuple[Path, Path, Path]:
+    """A throwaway self-signed certificate for 127.0.0.1, valid for a day: (certificate, key, trust bundle).
+
+    The bundle, for SSL_CERT_FILE, is the system's CA certificates and this one: a client that
+    loads its trust store for each connection pays what it would in production.
+    """
+    cert, key, bundle = directory / "slack-cert.pem", directory / "slack-key.pem", directory / "trusted.pem"
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
                     "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
-    return cert, key
+    system = ssl.get_default_verify_paths().cafile
+    bundle.write_text((Path(system).read_text() if system else "") + cert.read_text())
+    return cert, key, bundle
 
 
 class TimedSlack(FakeSlack):
@@ -190,6 +199,47 @@ def one_person(driver: SlackDriver, slack: TimedSlack, waits: Waits, campaign: s
     waits.add("approve", started, slack.wait_arrival(started, "chat.postMessage", thread=True))
 
 
+# Where time inside a Web API call goes, by the first of these frames found under slack_sdk's
+# request (py-spy's frames are "function (file:line)").
+PHASES = (("trust store", ("load_default_certs", "load_verify_locations", "create_default_context")),
+          ("TLS handshake", ("do_handshake",)),
+          ("TCP connect", ("create_connection",)),
+          ("waiting for the answer", ("getresponse",)))
+IN_CALL = "_perform_urllib_http_request"
+
+
+@contextmanager
+def profiled(process: BotProcess, out: Path) -> Iterator[None]:
+    """py-spy records each of `process`'s workers into `out`-<pid>.txt while the block runs."""
+    assert process.process is not None
+    beside = Path(sys.executable).with_name("py-spy")  # installed in the same virtualenv, or on PATH
+    spy = str(beside) if beside.exists() else "py-spy"
+    spies = [subprocess.Popen([spy, "record", "--idle", "--format", "raw", "--rate", "200", "--pid", str(pid),
+                               "--output", f"{out}-{pid}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+             for pid in children(process.process.pid)]
+    try:
+        yield
+    finally:
+        for spy in spies:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(timeout=30)
+
+
+def phases(files: list[Path]) -> dict[str, float]:
+    """Shares of the samples taken inside Web API calls, by phase."""
+    counts: dict[str, int] = {}
+    for path in files:
+        for line in path.read_text(errors="replace").splitlines():
+            stack, _, count = line.rpartition(" ")
+            if IN_CALL not in stack or not count.isdigit():
+                continue
+            inside = stack.split(IN_CALL, 1)[1]
+            name = next((n for n, marks in PHASES if any(m in inside for m in marks)), "other")
+            counts[name] = counts.get(name, 0) + int(count)
+    total = sum(counts.values()) or 1
+    return {name: counts.get(name, 0) / total for name in (*(n for n, _ in PHASES), "other")}
+
+
 @contextmanager
 def app_process(name: str, env: dict[str, str], workdir: Path) -> Iterator[BotProcess]:
     process = BareBolt(env, workdir, open_modal=True) if name == "floor" else BotProcess(env, workdir, WORKERS)
@@ -203,12 +253,12 @@ def app_process(name: str, env: dict[str, str], workdir: Path) -> Iterator[BotPr
                   flush=True)
 
 
-def run(rtts: list[float], samples: int, backend: str) -> dict[float, dict[str, Waits]]:
+def run(rtts: list[float], samples: int, backend: str, profile: bool = False) -> dict[float, dict[str, Waits]]:
     results: dict[float, dict[str, Waits]] = {}
     with tempfile.TemporaryDirectory(prefix="sms-bot-distance-") as tmp, database(backend, Path(tmp)) as db, \
             ExitStack() as stack:
         workdir = Path(tmp)
-        cert, key = make_certificate(workdir)
+        cert, key, trusted = make_certificate(workdir)
         tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         tls.load_cert_chain(cert, key)
         db.allow_sends(REQUESTER, APPROVER, label="Bench")
@@ -221,22 +271,28 @@ def run(rtts: list[float], samples: int, backend: str) -> dict[float, dict[str, 
             slack = plain if rtt == 0 else secure
             proxy = None if rtt == 0 else DelayProxy(secure.server.server_port, rtt, workdir)
             api_url = slack.api_url if proxy is None else f"https://127.0.0.1:{proxy.port}/api/"
-            env = bot_env(db.url, slack, whatcounts, SLACK_API_URL=api_url, SSL_CERT_FILE=str(cert),
+            env = bot_env(db.url, slack, whatcounts, SLACK_API_URL=api_url, SSL_CERT_FILE=str(trusted),
                           SWEEP_INTERVAL_SECONDS="30", WHATCOUNTS_TIMEOUT="30")
             del env["POLICY_CACHE_SECONDS"]  # the tests' 0; the bench runs the default
             results[rtt] = {name: Waits() for name in APPS}
             try:
                 with app_process("floor", env, workdir) as floor, app_process("bot", env, workdir) as bot:
                     drivers = {"floor": SlackDriver(floor.url, slack), "bot": SlackDriver(bot.url, slack)}
+                    spied = workdir / f"bot-rtt{rtt:g}"
                     try:
-                        for i in range(samples + 1):  # the first of each is a warm-up
-                            for name in (APPS if i % 2 else APPS[::-1]):
-                                waits = results[rtt][name] if i else Waits()
-                                one_person(drivers[name], slack, waits, f"distance-{rtt:g}-{name}-{i}")
-                            slack.forget()
+                        with profiled(bot, spied) if profile else nullcontext():
+                            for i in range(samples + 1):  # the first of each is a warm-up
+                                for name in (APPS if i % 2 else APPS[::-1]):
+                                    waits = results[rtt][name] if i else Waits()
+                                    one_person(drivers[name], slack, waits, f"distance-{rtt:g}-{name}-{i}")
+                                slack.forget()
                     finally:
                         for driver in drivers.values():
                             driver.close()
+                    if profile:
+                        shares = phases(sorted(workdir.glob(f"{spied.name}-*.txt")))
+                        print(f"  RTT {rtt:g} ms bot, time inside its Web API calls: " + ", ".join(
+                            f"{name} {share:.0%}" for name, share in shares.items()), flush=True)
             finally:
                 if proxy is not None:
                     proxy.stop()
@@ -286,10 +342,11 @@ def main() -> None:
     parser.add_argument("--rtts", default="0,20,80", help="round-trip times in ms; 0 is plain HTTP, no proxy")
     parser.add_argument("--samples", type=int, default=20, help="people per app and RTT")
     parser.add_argument("--backend", default="postgresql", choices=("postgresql", "sqlite"))
+    parser.add_argument("--profile", action="store_true", help="py-spy the bot: where its Web API calls' time goes")
     parser.add_argument("--write", help="write the table into this Markdown file (after <!-- distance -->)")
     args = parser.parse_args()
     started = time.monotonic()
-    results = run([float(x) for x in args.rtts.split(",")], args.samples, args.backend)
+    results = run([float(x) for x in args.rtts.split(",")], args.samples, args.backend, args.profile)
     table = report(results, args.samples, args.backend)
     print()
     print(table)
