@@ -50,10 +50,20 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from bench.ack_latency import APPROVER, REQUESTER, ROOT, WORKERS, BareBolt, children, database, log_problems
+from bench.ack_latency import (
+    APPROVER,
+    REQUESTER,
+    ROOT,
+    WORKERS,
+    BareBolt,
+    TimedWhatCounts,
+    children,
+    database,
+    log_problems,
+)
 from bench.load import percentile
 from bot.rules.sender_codes import ALL_CONTACTS
-from tests.fakes import SPRING_SALE, FakeSlack, FakeWhatCounts, Received, _BurstServer
+from tests.fakes import SPRING_SALE, FakeSlack, Received, _BurstServer
 from tests.harness import CODE, BotProcess, SlackDriver, bot_env, free_port, request_id_of
 
 APPS = ("floor", "bot")
@@ -170,14 +180,17 @@ class Waits:
 
     seconds: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STEPS})
     calls: dict[str, list[int]] = field(default_factory=lambda: {s: [] for s in STEPS})
+    to_post: list[tuple[float, int]] = field(default_factory=list)  # the bot's Approve -> POST: seconds, Slack calls
 
     def add(self, step: str, started: float, arrived: tuple[float, int, dict[str, Any]]) -> None:
         self.seconds[step].append(arrived[0] - started)
         self.calls[step].append(arrived[1])
 
 
-def one_person(driver: SlackDriver, slack: TimedSlack, waits: Waits, campaign: str) -> None:
-    """/sms-send, submit the form, approve: the three waits of one request."""
+def one_person(driver: SlackDriver, slack: TimedSlack, waits: Waits, campaign: str,
+               whatcounts: TimedWhatCounts | None = None) -> None:
+    """/sms-send, submit the form, approve: the three waits of one request (and Approve -> the POST
+    arriving at `whatcounts`, for the bot)."""
     started = time.perf_counter()
     answer = driver.command(REQUESTER)
     assert answer.status_code == 200 and answer.text == "", answer.text
@@ -197,13 +210,18 @@ def one_person(driver: SlackDriver, slack: TimedSlack, waits: Waits, campaign: s
     answer = driver.click(APPROVER, "approve", request_id)
     assert answer.status_code == 200, answer.text
     waits.add("approve", started, slack.wait_arrival(started, "chat.postMessage", thread=True))
+    if whatcounts is not None:
+        posted = whatcounts.arrival(campaign)
+        waits.to_post.append((posted - started, sum(1 for at, r in list(slack.arrivals)
+                                                    if started < at < posted and r.path.startswith("/api/"))))
 
 
 # Where time inside a Web API call goes, by the first of these frames found under slack_sdk's
 # request (py-spy's frames are "function (file:line)").
-PHASES = (("trust store", ("load_default_certs", "load_verify_locations", "create_default_context")),
-          ("TLS handshake", ("do_handshake",)),
-          ("TCP connect", ("create_connection",)),
+# The delay proxy accepts at once and holds the client's first bytes for the TCP handshake's
+# round trip, so that round trip is seen inside the TLS handshake.
+PHASES = (("loading the trust store", ("load_default_certs", "load_verify_locations", "create_default_context")),
+          ("TCP and TLS handshakes", ("do_handshake", "create_connection")),
           ("waiting for the answer", ("getresponse",)))
 IN_CALL = "_perform_urllib_http_request"
 
@@ -213,8 +231,8 @@ def profiled(process: BotProcess, out: Path) -> Iterator[None]:
     """py-spy records each of `process`'s workers into `out`-<pid>.txt while the block runs."""
     assert process.process is not None
     beside = Path(sys.executable).with_name("py-spy")  # installed in the same virtualenv, or on PATH
-    spy = str(beside) if beside.exists() else "py-spy"
-    spies = [subprocess.Popen([spy, "record", "--idle", "--format", "raw", "--rate", "200", "--pid", str(pid),
+    program = str(beside) if beside.exists() else "py-spy"
+    spies = [subprocess.Popen([program, "record", "--idle", "--format", "raw", "--rate", "200", "--pid", str(pid),
                                "--output", f"{out}-{pid}.txt"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for pid in children(process.process.pid)]
     try:
@@ -253,8 +271,11 @@ def app_process(name: str, env: dict[str, str], workdir: Path) -> Iterator[BotPr
                   flush=True)
 
 
-def run(rtts: list[float], samples: int, backend: str, profile: bool = False) -> dict[float, dict[str, Waits]]:
+def run(rtts: list[float], samples: int, backend: str, profile: bool = False
+        ) -> tuple[dict[float, dict[str, Waits]], dict[float, str]]:
+    """Each app's waits by RTT, and (with `profile`) where the bot's Web API calls spent their time."""
     results: dict[float, dict[str, Waits]] = {}
+    profiles: dict[float, str] = {}
     with tempfile.TemporaryDirectory(prefix="sms-bot-distance-") as tmp, database(backend, Path(tmp)) as db, \
             ExitStack() as stack:
         workdir = Path(tmp)
@@ -263,7 +284,7 @@ def run(rtts: list[float], samples: int, backend: str, profile: bool = False) ->
         tls.load_cert_chain(cert, key)
         db.allow_sends(REQUESTER, APPROVER, label="Bench")
         plain, secure = TimedSlack(), TimedSlack(tls)
-        whatcounts = FakeWhatCounts()
+        whatcounts = TimedWhatCounts()
         whatcounts.messages = [SPRING_SALE]
         for fake in (plain, secure, whatcounts):
             stack.callback(fake.close)
@@ -278,28 +299,39 @@ def run(rtts: list[float], samples: int, backend: str, profile: bool = False) ->
             try:
                 with app_process("floor", env, workdir) as floor, app_process("bot", env, workdir) as bot:
                     drivers = {"floor": SlackDriver(floor.url, slack), "bot": SlackDriver(bot.url, slack)}
+                    for driver in drivers.values():  # as Slack: no connection left idle to close under the next request
+                        driver.http.headers["Connection"] = "close"
                     spied = workdir / f"bot-rtt{rtt:g}"
                     try:
                         with profiled(bot, spied) if profile else nullcontext():
                             for i in range(samples + 1):  # the first of each is a warm-up
                                 for name in (APPS if i % 2 else APPS[::-1]):
                                     waits = results[rtt][name] if i else Waits()
-                                    one_person(drivers[name], slack, waits, f"distance-{rtt:g}-{name}-{i}")
+                                    one_person(drivers[name], slack, waits, f"distance-{rtt:g}-{name}-{i}",
+                                               whatcounts if name == "bot" else None)
                                 slack.forget()
                     finally:
                         for driver in drivers.values():
                             driver.close()
                     if profile:
                         shares = phases(sorted(workdir.glob(f"{spied.name}-*.txt")))
-                        print(f"  RTT {rtt:g} ms bot, time inside its Web API calls: " + ", ".join(
-                            f"{name} {share:.0%}" for name, share in shares.items()), flush=True)
+                        profiles[rtt] = ", ".join(f"{name} {share:.0%}" for name, share in shares.items())
+                        print(f"  RTT {rtt:g} ms bot, time inside its Web API calls: {profiles[rtt]}", flush=True)
             finally:
                 if proxy is not None:
                     proxy.stop()
             for name in APPS:
                 print(f"  RTT {rtt:g} ms {name:>5}: " + "  ".join(
                     f"{step} {_p(results[rtt][name], step)}" for step in STEPS), flush=True)
-    return results
+            print(f"  RTT {rtt:g} ms   bot: Approve -> POST {_post(results[rtt]['bot'])}", flush=True)
+    return results, profiles
+
+
+def _post(waits: Waits) -> str:
+    seconds = [s for s, _ in waits.to_post]
+    calls = percentile([float(n) for _, n in waits.to_post], 50)
+    return (f"{percentile(seconds, 50) * 1000:.0f} / {percentile(seconds, 99) * 1000:.0f} ms, after {calls:.0f} "
+            "Web API calls")
 
 
 def _p(waits: Waits, step: str) -> str:
@@ -316,7 +348,7 @@ def _per_call(waits: Waits, near: Waits | None, step: str, rtt: float) -> str:
     return f"{(added * 1000 / rtt + 0.5) / calls:.1f} ({calls:.0f})"
 
 
-def report(results: dict[float, dict[str, Waits]], samples: int, backend: str) -> str:
+def report(results: dict[float, dict[str, Waits]], profiles: dict[float, str], samples: int, backend: str) -> str:
     out = ["| RTT | step | floor p50 / p99 ms | bot p50 / p99 ms | bot - floor p50 ms | "
            "RTTs per call (calls), floor | RTTs per call (calls), bot |",
            "|---|---|---|---|---|---|---|"]
@@ -328,6 +360,11 @@ def report(results: dict[float, dict[str, Waits]], samples: int, backend: str) -
             out.append(f"| {'0 (plain HTTP)' if rtt == 0 else f'{rtt:g} ms (TLS)'} | {step} | {_p(floor, step)} | "
                        f"{_p(bot, step)} | {gap:+.0f} | {_per_call(floor, near.get('floor'), step, rtt)} | "
                        f"{_per_call(bot, near.get('bot'), step, rtt)} |")
+    posts = "; ".join(f"RTT {rtt:g} ms: {_post(apps['bot'])}" for rtt, apps in results.items())
+    if profiles:
+        out += ["", "Where the bot's Web API calls spent their time (py-spy, wall clock, its workers over the whole "
+                "run at each RTT): " + "; ".join(f"RTT {rtt:g} ms: {text}" for rtt, text in profiles.items()) + "."]
+    out += ["", f"The bot's Approve -> POST at WhatCounts (p50 / p99), and the Web API calls it waited for: {posts}."]
     out += ["", f"{samples} people per app and RTT, one at a time, the apps taking turns; the bot on {backend}. "
             "Waits from the signed request sent to the Web API call arriving at the fake Slack: command = "
             "/sms-send -> views.open, submit = Submit -> the card's chat.postMessage, approve = Approve -> the "
@@ -346,19 +383,22 @@ def main() -> None:
     parser.add_argument("--write", help="write the table into this Markdown file (after <!-- distance -->)")
     args = parser.parse_args()
     started = time.monotonic()
-    results = run([float(x) for x in args.rtts.split(",")], args.samples, args.backend, args.profile)
-    table = report(results, args.samples, args.backend)
+    results, profiles = run([float(x) for x in args.rtts.split(",")], args.samples, args.backend, args.profile)
+    table = report(results, profiles, args.samples, args.backend)
     print()
     print(table)
     print(f"\n(total {time.monotonic() - started:.0f} s)")
     if args.write:
-        path = Path(args.write)
-        marker, end = "<!-- distance -->", "<!-- /distance -->"
-        old = path.read_text()
-        head, _, rest = old.partition(marker)
-        tail = rest.partition(end)[2] if end in rest else rest
-        path.write_text(f"{head}{marker}\nRun {datetime.now():%Y-%m-%d %H:%M} with `python -m bench.distance`:\n\n"
-                        f"{table}\n{end}{tail}")
+        write_between(Path(args.write), "distance", f"Run {datetime.now():%Y-%m-%d %H:%M} with "
+                      f"`python -m bench.distance{' --profile' if args.profile else ''}`:\n\n{table}")
+
+
+def write_between(path: Path, name: str, text: str) -> None:
+    """Put `text` between `<!-- name -->` and `<!-- /name -->` in the Markdown file at `path`."""
+    start, end = f"<!-- {name} -->", f"<!-- /{name} -->"
+    head, found, rest = path.read_text().partition(start)
+    assert found and end in rest, f"{path} has no {start} ... {end}"
+    path.write_text(f"{head}{start}\n{text}\n{end}{rest.partition(end)[2]}")
 
 
 if __name__ == "__main__":

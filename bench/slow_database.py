@@ -1,6 +1,6 @@
 """How long Slack waits for the bot's answers when its PostgreSQL is slow or its pool is used up.
 
-    .venv/bin/python -m bench.slow_database [--delays 0,0.1,0.2,0.3] [--repeats 3]
+    .venv/bin/python -m bench.slow_database [--delays 0,0.1,0.2,0.3] [--repeats 3] [--write docs/benchmarks.md]
 
 The bot runs in this process (tests/harness.py's in-process bot, the real WSGI app) on a
 PostgreSQL schema of its own, reached through tests/dbproxy.py, which holds every chunk
@@ -17,6 +17,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,6 +25,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from bench.ack_latency import database
+from bench.distance import write_between
 from bench.load import percentile
 from bot.rules.sender_codes import ALL_CONTACTS
 from bot.slack.commands import ADMIN_TOO_SLOW
@@ -84,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--delays", default="0,0.1,0.2,0.3", help="seconds each chunk is held, each way")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--write", help="write the table into this Markdown file (after <!-- slow-database -->)")
     args = parser.parse_args()
     rows: list[tuple[str, dict[str, list[tuple[float, str]]]]] = []
     with tempfile.TemporaryDirectory() as tmp, database("postgresql", Path(tmp)) as db:
@@ -116,11 +119,15 @@ def main() -> None:
             proxy.close()
             fake_slack.close()
             whatcounts.close()
+    table = "\n".join([
+        "| database | " + " | ".join(f"{a}: s (what the person got)" for a in ACTIONS) + " |",
+        "|---|" + "---|" * len(ACTIONS),
+        *(f"| {label} | " + " | ".join(_cell(figures[a]) for a in ACTIONS) + " |" for label, figures in rows)])
     print()
-    print("| database | " + " | ".join(f"{a} s (what the person got)" for a in ACTIONS) + " |")
-    print("|---|" + "---|" * len(ACTIONS))
-    for label, figures in rows:
-        print(f"| {label} | " + " | ".join(_cell(figures[a]) for a in ACTIONS) + " |")
+    print(table)
+    if args.write:
+        write_between(Path(args.write), "slow-database",
+                      f"Run {datetime.now():%Y-%m-%d %H:%M} with `python -m bench.slow_database`:\n\n{table}")
 
 
 def _cell(values: list[tuple[float, str]]) -> str:

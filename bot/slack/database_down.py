@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 DATABASE_DOWN = ("The SMS bot cannot reach its database right now, so nothing was done. "
                  "Please try again in a few minutes; if it keeps happening, tell the bot's operator.")
-# Seconds the database may take, in all, before a slash command is acknowledged: Slack's 3 s also
+# Seconds the database may take, in all, before a Slack request is answered: Slack's 3 s also
 # cover the network both ways, Bolt, and building the answer.
 ACK_BUDGET = 2.5
 
@@ -48,11 +48,22 @@ def in_time(work: BackgroundWork, budget: float, read: Callable[[], T]) -> T:
 
     Only for reads: what was asked is not stopped, so a write given up on might still be made.
     """
+    answer: list[T] = []
+
+    def attempt() -> Exception | None:
+        try:
+            answer.append(read())
+        except Exception as exc:  # raised again in the listener, whose error handler answers Slack
+            return exc
+        return None
+
     try:
-        result: T = work.submit(read).result(timeout=max(0.0, budget))
+        error = work.submit(attempt).result(timeout=max(0.0, budget))
     except FutureTimeout:
         raise TooSlow(f"no answer within {budget:.1f} s") from None
-    return result
+    if error is not None:
+        raise error
+    return answer[0]
 
 
 def is_database_down(error: BaseException) -> bool:
