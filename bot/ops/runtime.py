@@ -38,9 +38,13 @@ class Core:
     lifecycle: Lifecycle
     outbox: Outbox
     work: BackgroundWork
+    # The database reads a listener waits for before acknowledging (bot.slack.database_down.in_time):
+    # a pool of their own, so that they never queue behind sends and Slack calls.
+    reads: BackgroundWork
 
     def shutdown(self) -> None:
         """Let sends in flight finish and be recorded, then close the WhatCounts client."""
+        self.reads.shutdown()
         self.work.shutdown()
         self.whatcounts.close()
 
@@ -78,4 +82,5 @@ def build_core(settings: Settings) -> Core:
     lifecycle = Lifecycle(sessions, whatcounts, request_ttl=timedelta(minutes=settings.request_ttl_minutes),
                           messages=catalog, dry_run=dry_run)
     form = RequestForm(sessions, cache, dry_run=dry_run)
-    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork())
+    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork(),
+                _RequestScopedWork(name="sms-bot-reads"))

@@ -43,15 +43,15 @@ ADMIN_TOO_SLOW = ("The SMS bot's database did not answer in time. A change you a
 
 
 def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesCache,
-             admin_sessions: sessionmaker[Session], work: BackgroundWork) -> None:
+             admin_sessions: sessionmaker[Session], reads: BackgroundWork) -> None:
     """`admin_sessions`: the database that `/sms-send admin ...` reads and changes. What needs the
-    database before the acknowledgement runs on `work` within `ACK_BUDGET` (see `in_time`)."""
+    database before the acknowledgement runs on `reads` within `ACK_BUDGET` (see `in_time`)."""
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
         if (admin_words := admin.admin_text(text)) is not None:
             try:
-                answer = in_time(work, ACK_BUDGET,
+                answer = in_time(reads, ACK_BUDGET,
                                  lambda: admin.answer(admin_sessions, command["user_id"], admin_words))
             except TooSlow:
                 answer = ADMIN_TOO_SLOW
@@ -71,7 +71,7 @@ def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesC
             return choices, form.admins() if isinstance(choices, Refused) else []
 
         # From memory as a rule; a thread hop (and a bound) only when the cache will ask the database.
-        choices, admins = read() if cache.fresh() else in_time(work, ACK_BUDGET, read)
+        choices, admins = read() if cache.fresh() else in_time(reads, ACK_BUDGET, read)
         if isinstance(choices, Refused):
             ack(no_access_text(user_id, admins))
             return

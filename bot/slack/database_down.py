@@ -43,8 +43,8 @@ DATABASE_ERRORS = (OperationalError, PoolTimeoutError, TooSlow)
 JSON: dict[str, str | Sequence[str]] = {"content-type": "application/json;charset=utf-8"}
 
 
-def in_time(work: BackgroundWork, budget: float, read: Callable[[], T]) -> T:
-    """`read()` on the work pool, waited for at most `budget` seconds; past it, TooSlow.
+def in_time(reads: BackgroundWork, budget: float, read: Callable[[], T]) -> T:
+    """`read()` on the `reads` pool, waited for at most `budget` seconds; past it, TooSlow.
 
     Only for reads: what was asked is not stopped, so a write given up on might still be made.
     """
@@ -58,7 +58,7 @@ def in_time(work: BackgroundWork, budget: float, read: Callable[[], T]) -> T:
         return None
 
     try:
-        error = work.submit(attempt).result(timeout=max(0.0, budget))
+        error = reads.submit(attempt).result(timeout=max(0.0, budget))
     except FutureTimeout:
         raise TooSlow(f"no answer within {budget:.1f} s") from None
     if error is not None:

@@ -47,8 +47,9 @@ def _metadata(view: dict[str, Any]) -> tuple[str, str]:
 
 
 def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: MessageCatalog,
-             work: BackgroundWork, stored: Callable[[RequestView], None] = lambda _view: None) -> None:
-    """`stored`: told of each new request (the approvers' Home tabs), as background work of its own."""
+             work: BackgroundWork, stored: Callable[[RequestView], None], reads: BackgroundWork) -> None:
+    """`stored`: told of each new request (the approvers' Home tabs), as background work of its own.
+    `reads`: where a submission's checks run, within `ACK_BUDGET` (see `in_time`)."""
     submission = Submission(lifecycle, card_client(app.client))
 
     def publish(draft: SendRequest) -> Published:
@@ -134,7 +135,7 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             return draft, lifecycle.submitted(view_id) if view_id and isinstance(draft, SendRequest) else None
 
         # Reads only, so a slow database is given up on within the budget (see `in_time`).
-        draft, earlier = in_time(work, ACK_BUDGET - (time.monotonic() - started), check)
+        draft, earlier = in_time(reads, ACK_BUDGET - (time.monotonic() - started), check)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
             return
