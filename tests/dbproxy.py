@@ -16,7 +16,7 @@ class DatabaseProxy:
     """Forwards TCP to `target`. `black_hole()`: connections are still accepted, but not a byte
     goes either way (a frozen host, a network that drops packets); `restore()` lets them flow again.
     `slow(seconds)`: every chunk is held that long each way, so each round trip to the database
-    (a query, a ping, a step of connecting) takes twice as long more (a loaded server, a far one)."""
+    (a query, a ping, a step of connecting) takes 2 x seconds longer (a loaded server, a far one)."""
 
     def __init__(self, host: str, port: int, listen_port: int = 0) -> None:
         self.target = (host, port)
