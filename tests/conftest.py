@@ -31,7 +31,7 @@ from tests.harness import (
 )
 
 # Threads an in-process bot starts; none may outlive its test (WhatCounts listings end by their timeout).
-BOT_THREADS = ("bolt-listener", "sms-bot-work", "sms-bot-sweeper")
+BOT_THREADS = ("bolt-listener", "sms-bot-work", "sms-bot-reads", "sms-bot-sweeper")
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 

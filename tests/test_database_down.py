@@ -1,10 +1,12 @@
-"""A dead or black-holed database: every Slack request is still answered, in words, and the bot recovers by itself."""
+"""A dead, black-holed, slow or full database: every Slack request is still answered, in words, inside
+Slack's 3 s, and the bot recovers by itself."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -12,11 +14,14 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, text
 
 from bot.rules.sender_codes import ALL_CONTACTS
+from bot.slack.commands import ADMIN_TOO_SLOW
 from bot.slack.database_down import DATABASE_DOWN
+from bot.store.engine import normalize_url
 from bot.store.models import ALL_SENDER_CODES
-from tests.dbproxy import DatabaseProxy
+from tests.dbproxy import DatabaseProxy, pool_used_up
 from tests.fakes import FakeSlack
 from tests.harness import CODE, Database, bot_with
 
@@ -37,6 +42,11 @@ def proxy(db: Database) -> Iterator[DatabaseProxy]:
     server.close()
 
 
+def proxied_url(db: Database, proxy: DatabaseProxy) -> str:
+    target = urlsplit(db.url)
+    return db.url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+
+
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
     started = time.monotonic()
     response = call()
@@ -48,8 +58,7 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
         db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends("UREQ", "UAPP")
     db.grant("UADMIN", "admin", ALL_SENDER_CODES)
-    proxied = db.url.replace(f"{urlsplit(db.url).hostname}:{urlsplit(db.url).port}", f"127.0.0.1:{proxy.port}")
-    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied_url(db, proxy)) as (bot, slack):
         request_id = slack.request("UREQ")
         form = slack.open_form("UREQ")
 
@@ -101,8 +110,7 @@ def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_
         db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends("UREQ", "UAPP")
     target = urlsplit(db.url)
-    proxied = db.url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
-    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied) as (bot, slack):
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied_url(db, proxy)) as (bot, slack):
         request_id = slack.request("UREQ")
         proxy.close()  # the database stops: its connections are cut and its port refuses new ones
         ready, seconds = timed(lambda: bot.get("/readyz"))
@@ -153,3 +161,104 @@ def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_b
         assert slack.click("UAPP", "approve", request_id).status_code == 200
         slack.wait_outcome("4711", timeout=15)
     assert [(r.campaign_name, r.state) for r in db.requests()] == [("Spring 2026", "sent")]
+
+
+@pytest.mark.slow
+@ON_POSTGRESQL
+def test_a_slow_database_holds_no_answer_past_slacks_3_s(
+        db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """Each of the engine's bounds is per statement; a form's checks take several. With every round trip
+    to the database at 0.4 s (the connection check at checkout still passes), they would take longer
+    than Slack waits: the bot gives up waiting for them in time and says so."""
+    db.allow_sends("UREQ", "UAPP")
+    db.grant("UADMIN", "admin", ALL_SENDER_CODES)
+    with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied_url(db, proxy)) as (bot, slack):
+        request_id = slack.request("UREQ")
+        form = slack.open_form("UREQ")
+
+        proxy.slow(0.2)
+        submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale", sender_code=CODE,
+                                                        campaign_name="Slow", group_name=ALL_CONTACTS))
+        assert submitted.status_code == 200 and seconds < SLACK_DEADLINE, (submitted.text, seconds)
+        assert DATABASE_DOWN in submitted.json()["errors"].values()
+
+        admin, seconds = timed(lambda: slack.command("UADMIN", "admin grant <@UNEW|new> requester 5551234567"))
+        assert admin.status_code == 200 and seconds < SLACK_DEADLINE, (admin.text, seconds)
+        assert ADMIN_TOO_SLOW in admin.text or "UNEW" in admin.text  # a change may be too slow to wait for
+
+        proxy.slow(0.3)  # slower still: the form's grants, read once the connection is checked and replaced
+        command, seconds = timed(lambda: slack.command("UREQ"))
+        assert command.status_code == 200 and seconds < SLACK_DEADLINE, (command.text, seconds)
+        assert DATABASE_DOWN in command.text
+
+        clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+        assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+
+        proxy.restore()
+        slack.wait_outcome("4711", timeout=15)  # the click, answered at once, went through once it could
+        bot.settle()
+    assert [r.campaign_name for r in db.requests()] == ["Spring 2026"]  # the form given up on saved nothing
+
+
+def test_a_bot_whose_connection_pool_is_used_up_answers_in_words_in_time_and_carries_on_after(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    db.allow_sends("UREQ", "UAPP")
+    with bot_with(env, tmp_path, fake_slack) as (bot, slack):
+        request_id = slack.request("UREQ")
+        form = slack.open_form("UREQ")
+        with pool_used_up(bot.runtime.core.engine):
+            command, seconds = timed(lambda: slack.command("UREQ"))
+            assert command.status_code == 200 and seconds < SLACK_DEADLINE and DATABASE_DOWN in command.text
+            submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale",
+                                                            sender_code=CODE, campaign_name="Full",
+                                                            group_name=ALL_CONTACTS))
+            assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
+            assert DATABASE_DOWN in submitted.json()["errors"].values()
+            clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+            assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+            slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+        slack.click("UAPP", "approve", request_id)
+        slack.wait_outcome("4711", timeout=15)
+    assert [(r.campaign_name, r.state) for r in db.requests()] == [("Spring 2026", "sent")]
+
+
+@ON_POSTGRESQL
+def test_a_database_server_at_its_connection_limit_is_answered_in_words_in_time(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
+    """The bot's database user may open no more connections (the server's or the role's limit):
+    each new connection is refused at once, and said so."""
+    db.allow_sends("UREQ", "UAPP")
+    role = f"t_limited_{uuid.uuid4().hex[:8]}"
+    schema_name = db.url.rsplit("search_path%3D", 1)[1]
+    admin = create_engine(normalize_url(db.url.split("?")[0]), isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        for statement in (f'CREATE ROLE "{role}" LOGIN', f'GRANT USAGE ON SCHEMA "{schema_name}" TO "{role}"',
+                          f'GRANT ALL ON ALL TABLES IN SCHEMA "{schema_name}" TO "{role}"',
+                          f'GRANT ALL ON ALL SEQUENCES IN SCHEMA "{schema_name}" TO "{role}"'):
+            connection.execute(text(statement))
+    limited = db.url.replace("postgres@", f"{role}@", 1)
+    try:
+        with bot_with(env, tmp_path, fake_slack, DATABASE_URL=limited) as (bot, slack):
+            request_id = slack.request("UREQ")
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER ROLE "{role}" CONNECTION LIMIT 0'))
+            bot.runtime.core.engine.dispose()  # the connections it has are let go: every request needs a new one
+            for _ in range(2):
+                command, seconds = timed(lambda: slack.command("UREQ"))
+                assert command.status_code == 200 and seconds < SLACK_DEADLINE and DATABASE_DOWN in command.text
+            clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
+            assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
+            slack.wait_ephemeral("UAPP", DATABASE_DOWN)
+
+            with admin.connect() as connection:
+                connection.execute(text(f'ALTER ROLE "{role}" CONNECTION LIMIT -1'))
+            fake_slack.wait_until(lambda: bot.get("/readyz").status_code == 200,
+                                  timeout=15, what="/readyz to say ready again")
+            slack.click("UAPP", "approve", request_id)
+            slack.wait_outcome("4711", timeout=15)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP OWNED BY "{role}"'))
+            connection.execute(text(f'DROP ROLE "{role}"'))
+        admin.dispose()
+    assert db.request(request_id).state == "sent"

@@ -40,9 +40,13 @@ class Core:
     outbox: Outbox
     work: BackgroundWork
     test_sends: TestSends
+    # The database reads a listener waits for before acknowledging (bot.slack.database_down.in_time):
+    # a pool of their own, so that they never queue behind sends and Slack calls.
+    reads: BackgroundWork
 
     def shutdown(self) -> None:
         """Let sends in flight finish and be recorded, then close the WhatCounts client."""
+        self.reads.shutdown()
         self.work.shutdown()
         self.whatcounts.close()
 
@@ -90,4 +94,4 @@ def build_core(settings: Settings) -> Core:
     test_sends = TestSends(sessions, whatcounts, limits, clock=lambda session: lifecycle.clock(session),
                            dry_run=dry_run)
     return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork(),
-                test_sends)
+                test_sends, _RequestScopedWork(name="sms-bot-reads"))

@@ -40,8 +40,8 @@ class InFlight:
 
 
 class BackgroundWork:
-    def __init__(self, max_workers: int = 16) -> None:
-        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="sms-bot-work")
+    def __init__(self, max_workers: int = 16, name: str = "sms-bot-work") -> None:
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=name)
         self.in_flight = InFlight()
 
     def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:

@@ -85,6 +85,10 @@ class RulesCache:
         finally:
             self._lock.release()
 
+    def fresh(self) -> bool:
+        """Whether `current()` would answer from memory now, without asking the database."""
+        return self._snapshot is not None and self._clock() - self._checked < self._max_age
+
     def invalidate(self) -> None:
         """Check the database at the next use: this process has just changed grants or sender codes."""
         self._checked = float("-inf")

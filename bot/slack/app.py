@@ -43,6 +43,7 @@ class Runtime:
         """
         deadline = time.monotonic() + timeout
         return (self.listeners.in_flight.wait_idle(timeout)
+                and self.core.reads.in_flight.wait_idle(max(0.0, deadline - time.monotonic()))
                 and self.core.work.in_flight.wait_idle(max(0.0, deadline - time.monotonic())))
 
     def shutdown(self) -> None:
@@ -98,8 +99,8 @@ def build_runtime(settings: Settings) -> Runtime:
                           clock=lambda session: core.lifecycle.clock(session))
     publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed, reminders)
     home.register(app, homes)
-    commands.register(app, core.form, core.catalog, core.cache, core.sessions)
-    views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed)
+    commands.register(app, core.form, core.catalog, core.cache, core.sessions, core.reads)
+    views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed, core.reads)
     actions.register(app, core.lifecycle, publisher, core.work)
     decisions.register(app, core.lifecycle, publisher, core.work)
     test_sends.register(app, core.test_sends, publisher, core.work)

@@ -10,10 +10,12 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.requests.choices import EmptyReason, OnlyElsewhere, RequestForm
+from bot.ops.work import BackgroundWork
+from bot.requests.choices import EmptyReason, FormChoices, OnlyElsewhere, RequestForm
 from bot.requests.lifecycle import Refused
 from bot.rules.cache import RulesCache
 from bot.slack import admin, blocks
+from bot.slack.database_down import ACK_BUDGET, TooSlow, in_time
 from bot.slack.mrkdwn import channel_link, escape, mentions
 from bot.whatcounts.catalog import MessageCatalog
 
@@ -36,14 +38,23 @@ def nothing_to_offer_text(reason: EmptyReason) -> str:
             "`/sms-send admin sender-code set CODE`.")
 
 
+ADMIN_TOO_SLOW = ("The SMS bot's database did not answer in time. A change you asked for may still be made: "
+                  "look with `/sms-send admin` in a minute before asking again.")
+
+
 def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesCache,
-             admin_sessions: sessionmaker[Session]) -> None:
-    """`admin_sessions`: the database that `/sms-send admin ...` reads and changes."""
+             admin_sessions: sessionmaker[Session], reads: BackgroundWork) -> None:
+    """`admin_sessions`: the database that `/sms-send admin ...` reads and changes. What needs the
+    database before the acknowledgement runs on `reads` within `ACK_BUDGET` (see `in_time`)."""
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
         if (admin_words := admin.admin_text(text)) is not None:
-            answer = admin.answer(admin_sessions, command["user_id"], admin_words)
+            try:
+                answer = in_time(reads, ACK_BUDGET,
+                                 lambda: admin.answer(admin_sessions, command["user_id"], admin_words))
+            except TooSlow:
+                answer = ADMIN_TOO_SLOW
             cache.invalidate()  # so this process's next form shows any change at once
             ack(answer)
             return
@@ -54,9 +65,15 @@ def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesC
             ack(f"`/sms-send {escape(text)}` is not something I know.\n\n{blocks.HELP}")
             return
         user_id, channel_id = command["user_id"], command["channel_id"]
-        choices = form.choices(user_id, channel_id)
+
+        def read() -> tuple[FormChoices | Refused, list[str]]:
+            choices = form.choices(user_id, channel_id)
+            return choices, form.admins() if isinstance(choices, Refused) else []
+
+        # From memory as a rule; a thread hop (and a bound) only when the cache will ask the database.
+        choices, admins = read() if cache.fresh() else in_time(reads, ACK_BUDGET, read)
         if isinstance(choices, Refused):
-            ack(no_access_text(user_id, form.admins()))
+            ack(no_access_text(user_id, admins))
             return
         if choices.empty is not None:
             ack(nothing_to_offer_text(choices.empty))

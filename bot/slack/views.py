@@ -20,7 +20,7 @@ from bot.requests.lifecycle import Invalid, Lifecycle, Refused, Unregistered
 from bot.requests.reading import RequestView
 from bot.slack import blocks
 from bot.slack.client import card_client
-from bot.slack.database_down import DATABASE_DOWN, DATABASE_ERRORS
+from bot.slack.database_down import ACK_BUDGET, DATABASE_DOWN, DATABASE_ERRORS, in_time
 from bot.slack.submission import NotPosted, Posted, Published, Submission
 from bot.store.models import SendRequest
 from bot.whatcounts.catalog import MessageCatalog
@@ -47,8 +47,9 @@ def _metadata(view: dict[str, Any]) -> tuple[str, str]:
 
 
 def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: MessageCatalog,
-             work: BackgroundWork, stored: Callable[[RequestView], None] = lambda _view: None) -> None:
-    """`stored`: told of each new request (the approvers' Home tabs), as background work of its own."""
+             work: BackgroundWork, stored: Callable[[RequestView], None], reads: BackgroundWork) -> None:
+    """`stored`: told of each new request (the approvers' Home tabs), as background work of its own.
+    `reads`: where a submission's checks run, within `ACK_BUDGET` (see `in_time`)."""
     submission = Submission(lifecycle, card_client(app.client))
 
     def publish(draft: SendRequest) -> Published:
@@ -129,7 +130,15 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             return
         channel_id, team_id = _metadata(view)
         user_id = body["user"]["id"]
-        draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override, send_at=send_at)
+        view_id = view.get("id") or None
+
+        def check() -> tuple[SendRequest | Invalid | Unregistered, RequestView | None]:
+            draft = lifecycle.draft(user_id, team_id, channel_id, fields, quiet_override=override,
+                                     send_at=send_at)
+            return draft, lifecycle.submitted(view_id) if view_id and isinstance(draft, SendRequest) else None
+
+        # Reads only, so a slow database is given up on within the budget (see `in_time`).
+        draft, earlier = in_time(reads, ACK_BUDGET - (time.monotonic() - started), check)
         if isinstance(draft, Invalid):
             refuse(draft.errors)
             return
@@ -137,8 +146,8 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
             refuse({"sender_code": f"Sender code {draft.code} is not registered: an admin adds it with "
                                    f"`/sms-send admin sender-code set {draft.code}`."})
             return
-        draft.view_id = view.get("id") or None
-        if draft.view_id and lifecycle.submitted(draft.view_id) is not None:
+        draft.view_id = view_id
+        if earlier is not None:
             ack()  # the same form again (a double click, or a retry of a slow answer): one request
             return
         publishing = work.submit(publish, draft)
