@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from alembic import command
 from sqlalchemy import text, update
 
@@ -165,6 +166,26 @@ def test_the_same_form_submitted_twice_at_once_makes_one_request_and_leaves_one_
         fake_slack.wait_for("chat.delete")
     assert posted - len(fake_slack.calls("chat.delete")) == 1
     assert db.events().count("requested") == 1
+
+
+@pytest.mark.parametrize("how", ["approve", "approve with note"])
+def test_a_slow_card_update_does_not_hold_up_the_send_and_the_outcome_is_the_card_slack_keeps(
+        how: str, db: Database, slack: SlackDriver, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER)
+    fake_slack.slow("chat.update", 4)  # Slack far away: the "sending" card is slow to arrive
+    if how == "approve":
+        slack.click(APPROVER, "approve", request_id)
+    else:
+        modal = slack.open_modal(APPROVER, "approve_with_note", request_id)
+        assert slack.submit(APPROVER, modal, note="Checked the link.").status_code == 200
+    # The POST reaches WhatCounts while that card update is still on its way (it takes 4 s).
+    fake_whatcounts.wait_until(lambda: fake_whatcounts.posts() or None, timeout=3, what="the send")
+    fake_slack.slow("chat.update", 0)
+    slack.wait_outcome("4711")  # WhatCounts' id of the send
+    updates = fake_slack.calls("chat.update")
+    assert len(updates) >= 2 and "4711" in json.dumps(updates[-1]["blocks"])  # the outcome's card, last
+    assert db.request(request_id).card_version == db.request(request_id).version
 
 
 # --- 2. an outcome post lost to a crash -------------------------------------------------

@@ -58,8 +58,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             case Closed(view=view):
                 tell(client, channel_id and view.request.channel_id, user_id, ALREADY[view.request.state])
             case Changed(view=view, send=True):
-                publisher.refresh(view)
-                publisher.show(lifecycle.execute(request_id))
+                publisher.send(view)
             case Changed(view=view) if view.request.state in ENDINGS:
                 publisher.show(view)  # cancelled, or the sender code's policy stopped the send at approval
             case Changed(view=view) if view.request.state == State.SCHEDULED:

@@ -87,6 +87,22 @@ class CardPublisher:
             return
         done()
 
+    def send(self, view: RequestView, reply: str | None = None) -> None:
+        """The approval that claimed `view`'s send: WhatCounts is called at once, while another thread
+        shows the card as sending (the Home tabs and `reply` in the thread after it); the outcome is
+        shown once that is done, so the older card can never arrive last."""
+        def sending() -> None:
+            self.refresh(view)
+            if reply is not None:
+                self.reply(view, reply)
+        shown = threading.Thread(target=sending, name=f"sms-bot-card-{view.request.id}")
+        shown.start()
+        try:
+            outcome = self.lifecycle.execute(view.request.id)
+        finally:
+            shown.join()
+        self.show(outcome)
+
     def show(self, view: RequestView) -> None:
         self.refresh(view)
         self.post_outcome(view)

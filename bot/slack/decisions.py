@@ -81,11 +81,12 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
         if event == "rejected":
             publisher.show(view)  # the card, and the reason told to the requester, once (the outbox's lease)
             return
+        if send:
+            publisher.send(view, blocks.approval_reply(view, user_id))
+            return
         publisher.refresh(view)
         publisher.reply(view, blocks.approval_reply(view, user_id))
-        if send:
-            publisher.show(lifecycle.execute(view.request.id))
-        elif view.request.state in TERMINAL_WITH_OUTCOME:
+        if view.request.state in TERMINAL_WITH_OUTCOME:
             publisher.post_outcome(view)  # the sender code's policy stopped the send at approval
 
     def decided(ack: Ack, decision: Decision, event: str, user_id: str) -> None:
