@@ -39,11 +39,12 @@ def card_client(client: WebClient) -> WebClient:
                            retry_handlers=[BoundedRateLimitRetry(max_wait=MAX_RATE_LIMIT_WAIT)])
 
 
-def pooled_listener_client(context: BoltContext, next_: Callable[[], None]) -> None:
-    """Bolt middleware: the `client` Bolt hands each request's listeners, on the pool.
+def pooled_request_client(context: BoltContext, next_: Callable[[], None]) -> None:
+    """Bolt middleware, run before authorization: each request's `client` on the pool.
 
     Bolt builds a plain `WebClient` for every request from the app's client (its token, address,
-    timeout, retry handlers...); this builds the same on the process's kept-alive connections.
+    timeout, retry handlers...), for its own `auth.test` and for the listeners; this builds the
+    same on the process's kept-alive connections.
     """
     given = context.client
     context["client"] = PooledWebClient(
