@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import inspect
 import os
+import shutil
+import ssl
+import subprocess
+from pathlib import Path
 from urllib.error import URLError
 
 import pytest
@@ -155,3 +159,28 @@ def test_a_proxy_is_still_honoured_through_slack_sdks_own_path(fake_slack: FakeS
     assert proxied.auth_test()["ok"] and proxied.auth_test()["ok"]
     assert [r.raw_path for r in fake_slack.received] == ["http://slack.invalid/api/auth.test"] * 2
     assert fake_slack.connections == 2
+
+
+@pytest.fixture
+def tls_slack(fake_slack: FakeSlack, tmp_path: Path) -> tuple[str, Path]:
+    """The fake Slack over TLS with a certificate made for the test: (its API URL, the certificate)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+                    "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    serving = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    serving.load_cert_chain(cert, key)
+    fake_slack.server.socket = serving.wrap_socket(fake_slack.server.socket, server_side=True)
+    return fake_slack.api_url.replace("http://", "https://"), cert
+
+
+def test_over_tls_slack_is_verified_and_one_handshake_serves_many_calls(
+        tls_slack: tuple[str, Path], fake_slack: FakeSlack) -> None:
+    url, cert = tls_slack
+    with pytest.raises(URLError, match="CERTIFICATE_VERIFY_FAILED"):  # not among the system's certificates
+        PooledWebClient(token="xoxb-test", base_url=url, retry_handlers=[]).auth_test()
+    trusting = PooledWebClient(token="xoxb-test", base_url=url, ssl=ssl.create_default_context(cafile=cert))
+    assert all(trusting.auth_test()["ok"] for _ in range(3))
+    assert fake_slack.connections == 1 and len(fake_slack.calls("auth.test")) == 3
