@@ -100,7 +100,7 @@ class TimedSlack(FakeSlack):
             self.url = f"https://127.0.0.1:{self.server.server_port}"
             threading.Thread(target=self.server.serve_forever, args=(0.01,), daemon=True).start()
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes]:
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
         self.arrivals.append((time.perf_counter(), received))
         return super().answer(received)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
+import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -43,9 +46,42 @@ Answer = tuple[int, dict[str, str], bytes] | tuple[int, dict[str, str], bytes, f
 
 class _BurstServer(ThreadingHTTPServer):
     """Takes a burst of connections at once, as Slack and WhatCounts do: the standard library's
-    listen backlog of 5 refuses the sixth, and a refused Slack call loses what it carried."""
+    listen backlog of 5 refuses the sixth, and a refused Slack call loses what it carried.
+
+    Counts the TCP connections it accepted, and keeps the open ones, to close them as a server does.
+    """
 
     request_queue_size = 128
+
+    def server_activate(self) -> None:
+        self.accepted = 0
+        self.open_connections: set[socket.socket] = set()
+        self.connections_lock = threading.Lock()
+        super().server_activate()
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        connection, address = super().get_request()
+        with self.connections_lock:
+            self.accepted += 1
+            self.open_connections.add(connection)
+        return connection, address
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.connections_lock:
+            self.open_connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """Close every open connection (a kept-alive one waiting for its next request, say)."""
+        with self.connections_lock:
+            connections = list(self.open_connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # closed by the client meanwhile
+                connection.shutdown(socket.SHUT_RDWR)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if not isinstance(sys.exc_info()[1], OSError):  # not a client that hung up, or a connection closed here
+            super().handle_error(request, client_address)
 
 
 class _LoopbackServer:
@@ -58,6 +94,9 @@ class _LoopbackServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # An answer is two writes (head, body): with Nagle's algorithm the body would wait for the
+            # client's delayed ACK of the head on a kept-alive connection, 40 ms a call; servers send at once.
+            disable_nagle_algorithm = True
 
             def _handle(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
@@ -112,9 +151,21 @@ class _LoopbackServer:
         and how many of its bytes to send before hanging up (0: all)."""
         raise NotImplementedError
 
+    @property
+    def connections(self) -> int:
+        """TCP connections accepted so far: a client that keeps its connections alive opens few."""
+        return self.server.accepted
+
+    def close_idle_connections(self) -> None:
+        """Close the open connections as a server does with idle ones, once their handlers have
+        seen it: call it between calls, when every connection is waiting for its next request."""
+        self.server.close_connections()
+        self.wait_until(lambda: not self.server.open_connections, what="the connections to close")
+
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+        self.server.close_connections()  # clients keep connections alive: let go of them and their threads
 
     def wait_until(self, predicate: Callable[[], T | None], timeout: float = 10.0, what: str = "condition") -> T:
         deadline = time.monotonic() + timeout
@@ -138,6 +189,7 @@ class SlackFailure:
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     when: Callable[[dict[str, Any]], bool] | None = None  # only calls whose parameters match; None: all
+    drop: bool = False  # close the connection without an answer instead
 
 
 class FakeSlack(_LoopbackServer):
@@ -158,11 +210,17 @@ class FakeSlack(_LoopbackServer):
              headers: dict[str, str] | None = None, when: Callable[[dict[str, Any]], bool] | None = None) -> None:
         self.failures.append(SlackFailure(method, error, times, status, headers or {}, when))
 
+    def drop(self, method: str, times: int | None = None,
+             when: Callable[[dict[str, Any]], bool] | None = None) -> None:
+        """Read a `method` call, then close its connection without a word, as a Slack that crashed
+        after taking it would: the call may have been carried out."""
+        self.failures.append(SlackFailure(method, "", times, when=when, drop=True))
+
     def slow(self, method: str, seconds: float) -> None:
         """Answer `method` only after `seconds` (0: at once again), as a slow Slack does."""
         self.delays[method] = seconds
 
-    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes]:
+    def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
         if not received.path.startswith("/api/"):
             return _json(200, {"ok": True})
         method = received.path.removeprefix("/api/")
@@ -173,6 +231,8 @@ class FakeSlack(_LoopbackServer):
             if failure.method == method and failure.times != 0 and (failure.when is None or failure.when(params)):
                 if failure.times is not None:
                     failure.times -= 1
+                if failure.drop:
+                    return None
                 return _json(failure.status, {"ok": False, "error": failure.error}, failure.headers)
         if method == "apps.connections.open" and self.socket_mode_url:
             return _json(200, {"ok": True, "url": self.socket_mode_url})

@@ -16,7 +16,7 @@ from bot.ops.runtime import Core, build_core
 from bot.requests.reminders import Reminders
 from bot.slack import actions, blocks, commands, database_down, decisions, home, test_sends, views
 from bot.slack.cards import CardPublisher, Sweeper
-from bot.slack.client import web_client
+from bot.slack.client import pooled_request_client, web_client
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ def build_runtime(settings: Settings) -> Runtime:
     listeners = ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener")
     # The token is checked once by `sms-bot serve` before any worker starts.
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,
-              listener_executor=listeners)
+              listener_executor=listeners, before_authorize=pooled_request_client)
     app.use(_bind_request_id)
     database_down.register(app)
     homes = home.HomePublisher(client, core.lifecycle)

@@ -1,9 +1,16 @@
-"""The one place that builds the Slack Web API client from settings, and asks Slack whether the token works."""
+"""The one place that builds the Slack Web API clients from settings, and asks Slack whether the token works.
+
+Every client is a `PooledWebClient` (bot.slack.connections): its calls reuse the process's
+kept-alive connections to Slack. None retries a connection error: a call that may have reached
+Slack (a card, an ephemeral) is never sent twice by the client; the outbox decides.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
+from slack_bolt import BoltContext
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
@@ -13,6 +20,7 @@ from slack_sdk.http_retry.state import RetryState
 
 from bot.ops.checks import Check
 from bot.ops.config import Settings
+from bot.slack.connections import PooledWebClient
 
 TIMEOUT = 10  # seconds, per Web API call
 CARD_POST_TIMEOUT = 10  # seconds for each call posting a card at submission, off the ack path
@@ -21,14 +29,29 @@ MAX_RATE_LIMIT_WAIT = 10  # seconds a 429's Retry-After may ask for before a sub
 
 def web_client(settings: Settings) -> WebClient:
     """The bot's client: its token, Slack's address (a fake one in tests), a timeout, and retries when rate limited."""
-    return WebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=TIMEOUT,
-                     retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
+    return PooledWebClient(token=settings.slack_bot_token, base_url=settings.slack_api_url, timeout=TIMEOUT,
+                           retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=2)])
 
 
 def card_client(client: WebClient) -> WebClient:
     """`client` with a bound on each call and on rate-limit waits, for posting cards at submission."""
-    return WebClient(token=client.token, base_url=client.base_url, timeout=CARD_POST_TIMEOUT,
-                     retry_handlers=[BoundedRateLimitRetry(max_wait=MAX_RATE_LIMIT_WAIT)])
+    return PooledWebClient(token=client.token, base_url=client.base_url, timeout=CARD_POST_TIMEOUT, ssl=client.ssl,
+                           retry_handlers=[BoundedRateLimitRetry(max_wait=MAX_RATE_LIMIT_WAIT)])
+
+
+def pooled_request_client(context: BoltContext, next_: Callable[[], None]) -> None:
+    """Bolt middleware, run before authorization: each request's `client` on the pool.
+
+    Bolt builds a plain `WebClient` for every request from the app's client (its token, address,
+    timeout, retry handlers...), for its own `auth.test` and for the listeners; this builds the
+    same on the process's kept-alive connections.
+    """
+    given = context.client
+    context["client"] = PooledWebClient(
+        token=given.token, base_url=given.base_url, timeout=given.timeout, ssl=given.ssl, proxy=given.proxy,
+        headers=dict(given.headers), team_id=given.default_params.get("team_id"), logger=given.logger,
+        retry_handlers=given.retry_handlers)
+    next_()
 
 
 class BoundedRateLimitRetry(RateLimitErrorRetryHandler):
