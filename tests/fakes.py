@@ -199,6 +199,7 @@ class FakeSlack(_LoopbackServer):
         self._ts = itertools.count(1)
         self.failures: list[SlackFailure] = []
         self.delays: dict[str, float] = {}  # seconds a method takes to answer (after being recorded)
+        self.holds: dict[str, threading.Event] = {}  # methods answered only once released (see `hold`)
         self.socket_mode_url = ""  # where apps.connections.open sends Socket Mode clients
         super().__init__()
 
@@ -220,10 +221,27 @@ class FakeSlack(_LoopbackServer):
         """Answer `method` only after `seconds` (0: at once again), as a slow Slack does."""
         self.delays[method] = seconds
 
+    def hold(self, method: str) -> None:
+        """Answer `method` only once the test calls `release(method)` (or closes the fake): a Slack slower
+        than anything the bot may wait for, without the test waiting out a fixed delay."""
+        self.holds.setdefault(method, threading.Event())
+
+    def release(self, method: str) -> None:
+        """Let `method`'s held calls be answered, now and from now on."""
+        if (held := self.holds.pop(method, None)) is not None:
+            held.set()
+
+    def close(self) -> None:
+        for method in list(self.holds):
+            self.release(method)
+        super().close()
+
     def answer(self, received: Received) -> tuple[int, dict[str, str], bytes] | None:
         if not received.path.startswith("/api/"):
             return _json(200, {"ok": True})
         method = received.path.removeprefix("/api/")
+        if (held := self.holds.get(method)) is not None:
+            held.wait(60)
         if delay := self.delays.get(method):
             time.sleep(delay)
         params = received.params()

@@ -18,7 +18,7 @@ from alembic import command
 from sqlalchemy import text, update
 
 from bot.requests.outbox import MAX_CARD_ATTEMPTS, Outbox, card_backoff
-from bot.slack.client import CARD_POST_TIMEOUT
+from bot.slack import client, views
 from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import SendRequest, State
@@ -29,6 +29,7 @@ from tests.harness import (
     BotProcess,
     Database,
     SlackDriver,
+    bot_with,
     request_id_of,
     running_bot,
 )
@@ -49,6 +50,14 @@ def modal_text(view: dict[str, Any]) -> str:
     return " ".join(block.get("text", {}).get("text", "") for block in view["blocks"])
 
 
+@pytest.fixture
+def short_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The submission's wait for its card inside the ack (`views.SUBMIT_BUDGET`, 2 s, read at each
+    submission) cut to a fraction of a second, for tests of what follows "Posting your request…".
+    The first test below keeps the real budget: Slack's 3 s are met with it."""
+    monkeypatch.setattr(views, "SUBMIT_BUDGET", 0.3)
+
+
 def form_updated(fake_slack: FakeSlack, contains: str) -> str:
     call = fake_slack.wait_for("views.update", lambda p: contains in modal_text(p["view"]), timeout=20)
     return modal_text(call["view"])
@@ -61,11 +70,12 @@ def test_a_slow_slack_at_submit_is_answered_in_time_and_the_form_then_says_the_r
         db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     view = slack.open_form(REQUESTER)
-    fake_slack.slow("chat.postMessage", 5)
+    fake_slack.hold("chat.postMessage")  # Slack takes longer than the ack may: answered only once released
     response, took = submit_timed(slack, view)
     assert took < SLACK_ACK_LIMIT
     answer = response.json()
     assert answer["response_action"] == "update" and "Posting your request" in modal_text(answer["view"])
+    fake_slack.release("chat.postMessage")
 
     told = form_updated(fake_slack, "is posted")
     [request] = db.requests()
@@ -80,64 +90,75 @@ def test_a_slow_slack_at_submit_is_answered_in_time_and_the_form_then_says_the_r
 
 
 def test_a_rate_limited_slack_at_submit_is_waited_out_off_the_ack_path(
-        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        short_budget: None, db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     view = slack.open_form(REQUESTER)
-    fake_slack.fail("chat.postMessage", "ratelimited", times=1, status=429, headers={"Retry-After": "3"})
+    fake_slack.hold("chat.postMessage")  # the 429, and the wait it asks for, come after the ack
+    fake_slack.fail("chat.postMessage", "ratelimited", times=1, status=429, headers={"Retry-After": "1"})
     response, took = submit_timed(slack, view)
     assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
+    fake_slack.release("chat.postMessage")
     form_updated(fake_slack, "is posted")
     assert len(db.requests()) == 1
     assert len(fake_slack.calls("chat.postMessage")) == 2  # the refused try, and the card
 
 
 def test_a_slow_slack_that_then_refuses_the_card_saves_nothing_and_says_why(
-        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        short_budget: None, db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     view = slack.open_form(REQUESTER)
-    fake_slack.slow("chat.postMessage", 4)
+    fake_slack.hold("chat.postMessage")
     fake_slack.fail("chat.postMessage", "not_in_channel")
     response, took = submit_timed(slack, view)
     assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
+    fake_slack.release("chat.postMessage")
     told = form_updated(fake_slack, "not posted")
     assert "/invite @SMS Send" in told
     assert db.requests() == [] and "requested" not in db.events()
 
 
 def test_a_person_who_closed_the_posting_form_is_told_in_the_channel_when_the_card_fails(
-        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        short_budget: None, db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     view = slack.open_form(REQUESTER)
-    fake_slack.slow("chat.postMessage", 4)
+    fake_slack.hold("chat.postMessage")
     fake_slack.fail("chat.postMessage", "is_archived")
     fake_slack.fail("views.update", "not_found")  # the person closed the "posting…" form
     response, took = submit_timed(slack, view)
     assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
+    fake_slack.release("chat.postMessage")
     told = slack.wait_ephemeral(REQUESTER, "not posted")
     assert "archived" in told
     assert db.requests() == []
 
 
 def test_a_slack_that_never_answers_the_card_post_saves_nothing_and_says_so(
-        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        short_budget: None, db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # The bot's bound on the call (CARD_POST_TIMEOUT, 10 s, read when a bot is built), cut for the bot
+    # built below: reached in a second, still past the submission's budget.
+    monkeypatch.setattr(client, "CARD_POST_TIMEOUT", 1)
     db.allow_sends(REQUESTER, APPROVER)
-    view = slack.open_form(REQUESTER)
-    fake_slack.slow("chat.postMessage", CARD_POST_TIMEOUT + 3)  # past the bot's bound on the call
-    response, took = submit_timed(slack, view)
-    assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
-    told = form_updated(fake_slack, "not posted")
-    assert "did not confirm" in told and "its buttons do nothing" in told
-    assert db.requests() == [] and "requested" not in db.events()
+    with bot_with(env, tmp_path, fake_slack) as (_bot, slack):
+        view = slack.open_form(REQUESTER)
+        fake_slack.hold("chat.postMessage")  # never answered while the bot waits
+        response, took = submit_timed(slack, view)
+        assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
+        told = form_updated(fake_slack, "not posted")
+        assert "did not confirm" in told and "its buttons do nothing" in told
+        assert db.requests() == [] and "requested" not in db.events()
 
 
 def test_a_card_posted_slowly_for_a_request_that_cannot_be_stored_is_taken_back(
-        db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        short_budget: None, db: Database, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     view = slack.open_form(REQUESTER)
-    fake_slack.slow("chat.postMessage", 4)
+    fake_slack.hold("chat.postMessage")
     response, took = submit_timed(slack, view)
     assert took < SLACK_ACK_LIMIT and response.json()["response_action"] == "update"
+    fake_slack.wait_for("chat.postMessage")
     db.revoke(REQUESTER, "requester")  # while the card is on its way
+    fake_slack.release("chat.postMessage")
     told = form_updated(fake_slack, "not posted")
     assert "no grant" in told
     posted = fake_slack.calls("chat.postMessage")
@@ -173,15 +194,15 @@ def test_a_slow_card_update_does_not_hold_up_the_send_and_the_outcome_is_the_car
         how: str, db: Database, slack: SlackDriver, fake_slack: FakeSlack, fake_whatcounts: FakeWhatCounts) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     request_id = slack.request(REQUESTER)
-    fake_slack.slow("chat.update", 4)  # Slack far away: the "sending" card is slow to arrive
+    fake_slack.hold("chat.update")  # Slack far away: the "sending" card is slow to arrive
     if how == "approve":
         slack.click(APPROVER, "approve", request_id)
     else:
         modal = slack.open_modal(APPROVER, "approve_with_note", request_id)
         assert slack.submit(APPROVER, modal, note="Checked the link.").status_code == 200
-    # The POST reaches WhatCounts while that card update is still on its way (it takes 4 s).
+    # The POST reaches WhatCounts while that card update is still on its way (held until released).
     fake_whatcounts.wait_until(lambda: fake_whatcounts.posts() or None, timeout=3, what="the send")
-    fake_slack.slow("chat.update", 0)
+    fake_slack.release("chat.update")
     slack.wait_outcome("4711")  # WhatCounts' id of the send
     updates = fake_slack.calls("chat.update")
     assert len(updates) >= 2 and "4711" in json.dumps(updates[-1]["blocks"])  # the outcome's card, last
