@@ -28,6 +28,7 @@ from tests.harness import (
     CODE,
     BotProcess,
     Database,
+    InProcessBot,
     SlackDriver,
     bot_with,
     request_id_of,
@@ -229,15 +230,15 @@ def test_an_outcome_post_cut_off_by_a_crash_is_posted_once_after_its_lease_lapse
     stuck = db.request(request_id)
     assert stuck.state == State.SENT and not stuck.outcome_posted and stuck.outcome_claimed_until is not None
 
-    with running_bot(env, tmp_path):
-        time.sleep(1.5)  # several sweeps: the dead process's lease still holds
+    with running_bot({**env, "SWEEP_INTERVAL_SECONDS": "0.1"}, tmp_path):
+        time.sleep(0.5)  # several sweeps: the dead process's lease still holds
         assert len(thread_posts(fake_slack)) == 1
         with db.sessions.begin() as session:  # two minutes pass: the lease lapses
             session.execute(update(SendRequest).where(SendRequest.id == request_id)
                             .values(outcome_claimed_until=utcnow() - timedelta(seconds=1)))
         slack.wait_outcome("submitted to WhatCounts")
         fake_slack.wait_until(lambda: len(thread_posts(fake_slack)) == 2, what="the outcome posted again")
-        time.sleep(1.0)  # more sweeps post nothing more
+        time.sleep(0.4)  # more sweeps post nothing more
     assert len(thread_posts(fake_slack)) == 2
     posted = db.request(request_id)
     assert posted.outcome_posted and posted.outcome_claimed_until is None
@@ -294,7 +295,7 @@ def tries_allowed(seconds: float) -> int:
 
 
 def test_a_card_slack_will_not_take_does_not_hold_up_the_others(
-        db: Database, bot: BotProcess, slack: SlackDriver, fake_slack: FakeSlack) -> None:
+        db: Database, bot_app: InProcessBot, slack: SlackDriver, fake_slack: FakeSlack) -> None:
     db.allow_sends(REQUESTER, APPROVER)
     seeded = time.monotonic()
     with db.sessions.begin() as session:
@@ -306,7 +307,12 @@ def test_a_card_slack_will_not_take_does_not_hold_up_the_others(
     card_ts = db.request(request_id).card_ts
     fake_slack.fail("chat.update", "internal_error", times=1, when=lambda p: p.get("ts") == card_ts)
     assert slack.reject(APPROVER, request_id, "Not this week").text == ""
-    # Its first update fails; a sweep catches it up although 61 older cards fail every time.
+    # Its first update fails, and it waits its back-off...
+    fake_slack.wait_until(lambda: db.request(request_id).card_retry_at is not None, what="the card to back off")
+    with db.sessions.begin() as session:  # ...which runs out (five seconds pass)
+        session.execute(update(SendRequest).where(SendRequest.id == request_id)
+                        .values(card_retry_at=utcnow() - timedelta(seconds=1)))
+    # A sweep catches it up although 61 older cards fail every time.
     fake_slack.wait_until(lambda: (r := db.request(request_id)).state == State.REJECTED
                           and r.card_version == r.version, timeout=30,
                           what="the rejected card to catch up")
@@ -324,7 +330,7 @@ def test_a_card_slack_will_not_take_does_not_hold_up_the_others(
     last = db.request("stale0060")
     assert last.card_attempts == MAX_CARD_ATTEMPTS and last.card_version == 1
     assert tries()[last.card_ts] == 1  # given up: never tried again
-    assert f"request stale0060: card update failed {MAX_CARD_ATTEMPTS} times; giving up" in bot.log()
+    assert f"request stale0060: card update failed {MAX_CARD_ATTEMPTS} times; giving up" in bot_app.log()
 
 
 # --- the migration that holds it (0005), with requests already in the database ----------
