@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+
 from bot.quiet_hours import format_time
 from bot.rules.sender_codes import set_sender_code
 from bot.slack.database_down import DATABASE_DOWN
@@ -19,7 +21,7 @@ from tests.dbproxy import DatabaseProxy
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with, in_process_bot
 from tests.test_database_down import ON_POSTGRESQL, proxy
-from tests.test_socket_mode import FakeSocketModeEndpoint, socket_endpoint, start_socket_mode
+from tests.test_socket_mode import APP_TOKEN, FakeSocketModeEndpoint, socket_endpoint
 
 __all__ = ["proxy", "socket_endpoint"]  # the fixtures, shared with those modules
 
@@ -183,19 +185,21 @@ def test_a_new_request_appears_on_its_approvers_home_tabs_without_their_opening_
     assert request_id in text(section(published(slack.slack, REQUESTER)[-1], "My recent requests"))
 
 
-def test_the_home_tab_opens_over_socket_mode_too(db: Database, env: dict[str, str], tmp_path: Path,
-                                                 fake_slack: FakeSlack,
+def test_the_home_tab_opens_over_socket_mode_too(db: Database, env: dict[str, str], fake_slack: FakeSlack,
                                                  socket_endpoint: FakeSocketModeEndpoint) -> None:
+    """The bot's app connected over Socket Mode as `sms-bot serve` connects it, in this process
+    (test_socket_mode runs the real `serve` process)."""
     db.allow_sends(REQUESTER, APPROVER)
-    process = start_socket_mode(env, tmp_path)
-    try:
-        socket_endpoint.outgoing.put({"envelope_id": "env-home", "type": "events_api",
-                                      "accepts_response_payload": False, "payload": home_opened(APPROVER)})
-        assert socket_endpoint.acks.get(timeout=20)["envelope_id"] == "env-home"
-        home = fake_slack.wait_for("views.publish", lambda p: p.get("user_id") == APPROVER, timeout=20)["view"]
-    finally:
-        process.terminate()
-        process.communicate(timeout=30)
+    with in_process_bot({**env, "SLACK_APP_TOKEN": APP_TOKEN}) as bot:
+        handler = SocketModeHandler(bot.runtime.app, APP_TOKEN)
+        handler.connect()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
+        try:
+            socket_endpoint.outgoing.put({"envelope_id": "env-home", "type": "events_api",
+                                          "accepts_response_payload": False, "payload": home_opened(APPROVER)})
+            assert socket_endpoint.acks.get(timeout=20)["envelope_id"] == "env-home"
+            home = fake_slack.wait_for("views.publish", lambda p: p.get("user_id") == APPROVER, timeout=20)["view"]
+        finally:
+            handler.close()  # type: ignore[no-untyped-call]
     assert f"Approve sends: sender code {CODE}" in text(section(home, "My roles"))
 
 
