@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import threading
@@ -44,6 +45,15 @@ def _postgres_or_skip() -> None:
         if os.environ.get("CI"):
             pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required in CI: {exc.orig}")
         pytest.skip(f"PostgreSQL at {POSTGRES_URL} is not reachable")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def imports_out_of_the_collectors_sight() -> None:
+    """What is alive before the first test (modules, mostly) lives for the whole session: frozen,
+    the `gc.collect()` after each in-process command (harness.run_cli) looks only at what tests made,
+    a tenth of the objects."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture(autouse=True)
