@@ -192,14 +192,14 @@ def test_the_home_tab_opens_over_socket_mode_too(db: Database, env: dict[str, st
     db.allow_sends(REQUESTER, APPROVER)
     with in_process_bot({**env, "SLACK_APP_TOKEN": APP_TOKEN}) as bot:
         handler = SocketModeHandler(bot.runtime.app, APP_TOKEN)
-        handler.connect()  # type: ignore[no-untyped-call]  # slack_bolt leaves it unannotated
+        handler.connect()
         try:
             socket_endpoint.outgoing.put({"envelope_id": "env-home", "type": "events_api",
                                           "accepts_response_payload": False, "payload": home_opened(APPROVER)})
             assert socket_endpoint.acks.get(timeout=20)["envelope_id"] == "env-home"
             home = fake_slack.wait_for("views.publish", lambda p: p.get("user_id") == APPROVER, timeout=20)["view"]
         finally:
-            handler.close()  # type: ignore[no-untyped-call]
+            handler.close()
     assert f"Approve sends: sender code {CODE}" in text(section(home, "My roles"))
 
 
