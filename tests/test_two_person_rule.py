@@ -9,8 +9,8 @@ import pytest
 
 from bot.rules import grants
 from bot.rules.sender_codes import get_rules
-from bot.store.models import ALL_SENDER_CODES
 from bot.slack import commands
+from bot.store.models import ALL_SENDER_CODES
 from tests.harness import CODE, Database, SlackDriver, run_cli
 
 ADMIN, CODE_ADMIN, COLLEAGUE = "UADMIN", "UCODEADMIN", "UCOLLEAGUE"
