@@ -17,9 +17,9 @@ import pytest
 from sqlalchemy import create_engine, text
 
 from bot.rules.sender_codes import ALL_CONTACTS
-from bot.store import engine as store_engine
 from bot.slack.commands import ADMIN_TOO_SLOW
 from bot.slack.database_down import DATABASE_DOWN
+from bot.store import engine as store_engine
 from bot.store.engine import normalize_url
 from bot.store.models import ALL_SENDER_CODES
 from tests.dbproxy import DatabaseProxy, pool_used_up
@@ -229,7 +229,8 @@ def test_a_pooled_connection_slow_to_answer_its_check_is_replaced_without_failin
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Before use, a pooled connection gets PING_SECONDS to answer a check; on a busy machine one may take longer.
     That connection is replaced; the database is not taken for down meanwhile, which would fail the threads
-    recording sends WhatCounts accepted (they stayed "sending", then "Outcome unknown"). Here every check is too slow."""
+    recording sends WhatCounts accepted (they stayed "sending", then "Outcome unknown"). Here every check is
+    too slow."""
     db.allow_sends("UREQ", "UAPP")
     with bot_with(env, tmp_path, fake_slack) as (bot, slack):
         request_ids = [slack.request("UREQ", campaign_name=f"Busy {n}") for n in range(6)]
