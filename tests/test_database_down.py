@@ -19,6 +19,7 @@ from sqlalchemy import create_engine, text
 from bot.rules.sender_codes import ALL_CONTACTS
 from bot.slack.commands import ADMIN_TOO_SLOW
 from bot.slack.database_down import DATABASE_DOWN
+from bot.store import engine as store_engine
 from bot.store.engine import normalize_url
 from bot.store.models import ALL_SENDER_CODES
 from tests.dbproxy import DatabaseProxy, pool_used_up
@@ -220,6 +221,25 @@ def test_a_bot_whose_connection_pool_is_used_up_answers_in_words_in_time_and_car
         slack.click("UAPP", "approve", request_id)
         slack.wait_outcome("4711", timeout=15)
     assert [(r.campaign_name, r.state) for r in db.requests()] == [("Spring 2026", "sent")]
+
+
+@ON_POSTGRESQL
+def test_a_pooled_connection_slow_to_answer_its_check_is_replaced_without_failing_anyone_else(
+        db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Before use, a pooled connection gets PING_SECONDS to answer a check; on a busy machine one may take longer.
+    That connection is replaced; the database is not taken for down meanwhile, which would fail the threads
+    recording sends WhatCounts accepted (they stayed "sending", then "Outcome unknown"). Here every check is
+    too slow."""
+    db.allow_sends("UREQ", "UAPP")
+    with bot_with(env, tmp_path, fake_slack) as (bot, slack):
+        request_ids = [slack.request("UREQ", campaign_name=f"Busy {n}") for n in range(6)]
+        monkeypatch.setattr(store_engine, "PING_SECONDS", 1e-6)
+        with ThreadPoolExecutor(max_workers=6) as clicks:
+            assert list(clicks.map(lambda r: slack.click("UAPP", "approve", r).status_code, request_ids)) == [200] * 6
+        bot.settle()  # every click's work done: its send recorded, or given up on
+    assert [db.request(r).state for r in request_ids] == ["sent"] * 6
+    assert DATABASE_DOWN not in slack.ephemerals("UAPP")
 
 
 @ON_POSTGRESQL

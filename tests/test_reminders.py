@@ -82,10 +82,10 @@ def test_a_reminder_slack_refused_is_posted_by_a_later_sweep_and_only_once(db: D
 @pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
 def test_two_bot_processes_sweeping_one_database_remind_once(
         db: Database, env: dict[str, str], tmp_path: Path, slack: SlackDriver, fake_slack: FakeSlack) -> None:
-    """This bot and a `sms-bot serve` process both sweep (it every 0.3 s, this one in eight threads at once)
+    """This bot and a `sms-bot serve` process both sweep (it every 0.1 s, this one in eight threads at once)
     while Slack is slow to take the post: the reminder is claimed by one of them and posted once."""
     db.allow_sends(REQUESTER, APPROVER)
-    with running_bot(env, tmp_path):
+    with running_bot({**env, "SWEEP_INTERVAL_SECONDS": "0.1"}, tmp_path):
         request_id = slack.request(REQUESTER)
         fake_slack.slow("chat.postMessage", 0.5)
         half_its_time_passes(db, request_id)
@@ -94,7 +94,7 @@ def test_two_bot_processes_sweeping_one_database_remind_once(
         fake_slack.wait_until(lambda: db.request(request_id).reminded_at is not None, what="the reminder")
         fake_slack.slow("chat.postMessage", 0)
         sweep(slack)
-        time.sleep(1)  # the other process sweeps three more times, finding it reminded
+        time.sleep(0.35)  # the other process sweeps three more times, finding it reminded
     assert len(reminders(slack)) == 1
     assert len([c for c in fake_slack.calls("chat.postMessage") if c.get("thread_ts")]) == 1
 

@@ -181,11 +181,11 @@ def test_a_scheduled_send_outlives_its_time_to_live_and_goes_once_at_its_time(
 def test_two_bot_processes_sweeping_one_database_send_a_scheduled_request_once(
         db: Database, env: dict[str, str], tmp_path: Path, slack: SlackDriver, fake_slack: FakeSlack,
         fake_whatcounts: FakeWhatCounts) -> None:
-    """A `sms-bot serve` process sweeps every 0.3 s, this test's bot in eight threads at once, while
+    """A `sms-bot serve` process sweeps every 0.1 s, this test's bot in eight threads at once, while
     WhatCounts is slow to answer: the one conditional UPDATE lets one of them send."""
     db.allow_sends(REQUESTER, APPROVER)
     request_id = schedule(slack, db, db_now(db) + timedelta(hours=1))
-    with running_bot(env, tmp_path):
+    with running_bot({**env, "SWEEP_INTERVAL_SECONDS": "0.1"}, tmp_path):
         fake_whatcounts.reply = WhatCountsReply(200, SUCCESS_BODY, delay=0.5)
         with db.sessions.begin() as session:  # its time comes now, on the database's clock
             session.execute(update(SendRequest).where(SendRequest.id == request_id)
@@ -195,7 +195,7 @@ def test_two_bot_processes_sweeping_one_database_send_a_scheduled_request_once(
         with ThreadPoolExecutor(max_workers=8) as pool:
             list(pool.map(lambda _i: bot.sweep(), range(8)))
         fake_slack.wait_until(lambda: db.request(request_id).state == "sent", what="the send")
-        wall.sleep(1)  # the other process sweeps three more times, finding it sent
+        wall.sleep(0.35)  # the other process sweeps three more times, finding it sent
     assert len(fake_whatcounts.posts()) == 1
     assert db.events(request_id).count("sending") == 1
 

@@ -67,7 +67,9 @@ def test_an_acceptance_arriving_after_an_admin_recorded_not_sent_is_a_conflict_a
                            env=env, cwd=tmp_path)
         assert resolved.returncode == 0, resolved.stderr
         assert db.request(request_id).state == "failed"
-        slack.wait_outcome("Recorded as not sent")
+        # Not `slack.wait_outcome`: it first waits for the bot to be idle, and the held send keeps it busy.
+        fake_slack.wait_for("chat.postMessage",
+                            lambda p: bool(p.get("thread_ts")) and "Recorded as not sent" in p.get("text", ""))
 
         fake_whatcounts.release()  # and now WhatCounts says it accepted the send
         outcome = slack.wait_outcome("Conflicting outcomes")

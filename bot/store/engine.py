@@ -171,7 +171,10 @@ def _postgresql_engine(url: str, bounded: bool) -> Engine:
     @event.listens_for(engine, "handle_error")
     def _unreachable(context: ExceptionContext) -> None:
         # Not a slow or cancelled statement on a live connection: a connection that could not be made or died.
-        if isinstance(context.original_exception, psycopg.OperationalError) and (
+        # Not a pooled connection's liveness check either: the pool replaces that connection at once, and the
+        # replacement says whether the database answers (a failed connect is marked here); marking it would
+        # fail every other caller meanwhile, a send's outcome being recorded included, on a busy machine.
+        if isinstance(context.original_exception, psycopg.OperationalError) and not context.is_pre_ping and (
                 context.is_disconnect or context.connection is None):
             reachability(engine).failed()
 
