@@ -403,8 +403,9 @@ class Lifecycle:
 
     # --- sending ---------------------------------------------------------------------
 
-    def execute(self, request_id: str) -> RequestView:
-        """Call WhatCounts for a request this process claimed (state SENDING), and record the outcome.
+    def execute(self, request_id: str, posting: Callable[[], None] = lambda: None) -> RequestView:
+        """Call WhatCounts for a request this process claimed (state SENDING), and record the outcome;
+        `posting` is called once every check has passed, just before the POST.
 
         Every step runs inside the request's sending deadline, renewed for it first, so no sweep
         can give the send up for lost while this process is still at it; a step that cannot
@@ -427,6 +428,7 @@ class Lifecycle:
         with self.sessions.begin() as session:
             if not self._hold(session, request_id, budget):
                 return self._finish(request, State.FAILED, "failed", reason=TOO_LATE)
+        posting()
         outcome = self.whatcounts.send(request.message_name, request.sender_code, request.campaign_name,
                                        request.description, request.group_name, budget=budget)
         return self._record(request, outcome)

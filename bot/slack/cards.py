@@ -88,19 +88,22 @@ class CardPublisher:
         done()
 
     def send(self, view: RequestView, reply: str | None = None) -> None:
-        """The approval that claimed `view`'s send: WhatCounts is called at once, while another thread
-        shows the card as sending (the Home tabs and `reply` in the thread after it); the outcome is
-        shown once that is done, so the older card can never arrive last."""
+        """The approval that claimed `view`'s send: WhatCounts is called first; once its checks have
+        passed, another thread shows the card as sending (the Home tabs and `reply` in the thread after
+        it) while the POST is on its way. The outcome is shown once that is done, so the older card can
+        never arrive last; a send stopped by its checks shows its ending straight away."""
         def sending() -> None:
             self.refresh(view)
             if reply is not None:
                 self.reply(view, reply)
         shown = threading.Thread(target=sending, name=f"sms-bot-card-{view.request.id}")
-        shown.start()
         try:
-            outcome = self.lifecycle.execute(view.request.id)
+            outcome = self.lifecycle.execute(view.request.id, posting=shown.start)
         finally:
-            shown.join()
+            if shown.ident is not None:
+                shown.join()
+        if shown.ident is None and reply is not None:
+            self.reply(view, reply)
         self.show(outcome)
 
     def show(self, view: RequestView) -> None:
