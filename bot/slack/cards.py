@@ -36,7 +36,8 @@ class CardPublisher:
         self.outbox = outbox
         self.changed = changed  # after a card shows a change: the Home tabs of the people involved
 
-    def refresh(self, view: RequestView) -> None:
+    def refresh(self, view: RequestView, tabs: bool = True) -> None:
+        """The card as `view` says, then (with `tabs`) the Home tabs of the people involved."""
         r = view.request
         try:
             self.client.chat_update(channel=r.channel_id, ts=r.card_ts, text=blocks.card_fallback(view),
@@ -46,7 +47,8 @@ class CardPublisher:
                 log.warning("request %s: card update failed, will retry: %s", r.id, _slack_error(exc))
             return
         self.outbox.card_shown(r.id, r.version)
-        self.changed(view)
+        if tabs:
+            self.changed(view)
 
     def post_outcome(self, view: RequestView) -> None:
         """Tell the requester how the request ended, in the card's thread, once; a send's outcome is
@@ -89,26 +91,28 @@ class CardPublisher:
 
     def send(self, view: RequestView, reply: str | None = None) -> None:
         """The approval that claimed `view`'s send: WhatCounts is called first; once its checks have
-        passed, another thread shows the card as sending (the Home tabs and `reply` in the thread after
-        it) while the POST is on its way. The outcome is shown once that is done, so the older card can
-        never arrive last; a send stopped by its checks shows its ending straight away."""
+        passed, another thread shows the card as sending (and `reply` in the thread) while the POST is
+        on its way. The outcome is told as soon as it is known; the card shows it once the sending
+        card is done, so the older card can never arrive last."""
         def sending() -> None:
-            self.refresh(view)
+            self.refresh(view, tabs=False)  # the Home tabs follow with the outcome
             if reply is not None:
                 self.reply(view, reply)
         shown = threading.Thread(target=sending, name=f"sms-bot-card-{view.request.id}")
         try:
             outcome = self.lifecycle.execute(view.request.id, posting=shown.start)
+            self.post_outcome(outcome)
         finally:
             if shown.ident is not None:
                 shown.join()
         if shown.ident is None and reply is not None:
             self.reply(view, reply)
-        self.show(outcome)
+        self.refresh(outcome)
 
     def show(self, view: RequestView) -> None:
-        self.refresh(view)
+        """An ending told first (what people wait for), then the card and the Home tabs."""
         self.post_outcome(view)
+        self.refresh(view)
 
     def sweep(self) -> None:
         """Send what is scheduled for now, expire, give up on lost sends, remind before expiry, and catch up
