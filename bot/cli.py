@@ -122,16 +122,22 @@ def cmd_grants(_args: argparse.Namespace) -> None:
     engine = _database()
     with make_session_factory(engine)() as session:
         rows = grants.list_grants(session)
-    if not rows:
-        print("no grants yet: `sms-bot grant USER_ID requester|approver|admin --sender-code CODE|'*'`")
-        return
-    print("\t".join(GRANTS_HEADER))
-    for row in rows:
-        scope = "every sender code" if row.sender_code == ALL_SENDER_CODES else row.sender_code
-        print(f"{row.user_id}\t{row.role}\t{scope}\t{row.granted_by}\t{row.granted_at:%Y-%m-%d %H:%M} UTC")
+    _print_table(GRANTS_HEADER, [
+        (row.user_id, row.role, "every sender code" if row.sender_code == ALL_SENDER_CODES else row.sender_code,
+         row.granted_by, f"{row.granted_at:%Y-%m-%d %H:%M} UTC") for row in rows],
+        empty="no grants yet: `sms-bot grant USER_ID requester|approver|admin --sender-code CODE|'*'`")
 
 
 GRANTS_HEADER = ("USER", "ROLE", "SENDER CODE", "GRANTED BY", "GRANTED AT")
+
+
+def _print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], empty: str) -> None:
+    """Tab-separated rows under a header line, or `empty` (what to type to add one) when there are none."""
+    if not rows:
+        print(empty)
+        return
+    for row in (header, *rows):
+        print("\t".join(row))
 
 
 def _version() -> str:
@@ -264,12 +270,9 @@ def cmd_test_phone_list(_args: argparse.Namespace) -> None:
     engine = _database()
     with make_session_factory(engine)() as session:
         rows = test_phones.list_test_phones(session)
-    if not rows:
-        print("no test phones yet: `sms-bot test-phone set USER_ID +15551234567`")
-        return
-    print("USER\tPHONE\tSET BY\tSET AT")
-    for row in rows:
-        print(f"{row.user_id}\t{row.phone}\t{row.set_by}\t{row.set_at:%Y-%m-%d %H:%M} UTC")
+    _print_table(("USER", "PHONE", "SET BY", "SET AT"),
+                 [(row.user_id, row.phone, row.set_by, f"{row.set_at:%Y-%m-%d %H:%M} UTC") for row in rows],
+                 empty="no test phones yet: `sms-bot test-phone set USER_ID +15551234567`")
 
 
 def _add_test_phone_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
