@@ -42,7 +42,7 @@ ALREADY = {
 
 def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: BackgroundWork) -> None:
     deciders: dict[str, Callable[[str, str], Decision]] = {
-        blocks.APPROVE: lifecycle.approve, blocks.CANCEL: lifecycle.cancel,
+        blocks.APPROVE: lifecycle.approve, blocks.CANCEL: lifecycle.cancel, blocks.WITHDRAW: lifecycle.withdraw,
     }
 
     def decide(action_id: str, request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
@@ -60,7 +60,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             case Changed(view=view, send=True):
                 publisher.send(view)
             case Changed(view=view) if view.request.state in ENDINGS:
-                publisher.show(view)  # cancelled, or the sender code's policy stopped the send at approval
+                publisher.show(view)  # cancelled or withdrawn (the requester told), or stopped by the code's policy
             case Changed(view=view) if view.request.state == State.SCHEDULED:
                 publisher.refresh(view)  # the approval that scheduled it: the thread says when it goes
                 publisher.reply(view, blocks.approval_reply(view, user_id))

@@ -1,5 +1,5 @@
-"""Decisions that carry words: Reject (a required reason), Approve with a note, an admin's
-Withdraw, and an admin's Record outcome for a send whose outcome is unknown.
+"""Decisions that carry words: Reject (a required reason), Approve with a note, and an admin's
+Record outcome for a send whose outcome is unknown. (An admin's Withdraw is a plain click: actions.py.)
 
 A click opens a small modal with the click's `trigger_id` (Slack's confirm dialog holds no
 input, so the words need a modal); the modal's submission is the decision. What people type is
@@ -151,23 +151,3 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             return
         ack()
         work.submit(publisher.show, resolved)  # the card, and the outcome in the thread, naming the admin
-
-    def withdraw(request_id: str, user_id: str, channel_id: str, client: WebClient) -> None:
-        try:
-            decision = lifecycle.withdraw(request_id, user_id)
-        except DATABASE_ERRORS:
-            tell(client, channel_id, user_id, DATABASE_DOWN)
-            return
-        match decision:
-            case Refused(reason=reason):
-                tell(client, channel_id, user_id, reason)
-            case Closed(view=view):
-                tell(client, view.request.channel_id, user_id, ALREADY[view.request.state])
-            case Changed(view=view):
-                publisher.show(view)  # the card, and the requester told, once (the outbox's lease)
-
-    @app.action(blocks.WITHDRAW)
-    def withdraw_clicked(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        ack()
-        channel_id = (body.get("channel") or {}).get("id") or body.get("container", {}).get("channel_id", "")
-        work.submit(withdraw, str(action.get("value", "")), body["user"]["id"], channel_id, client)
