@@ -203,6 +203,9 @@ def test_a_slow_card_update_does_not_hold_up_the_send_and_the_outcome_is_the_car
         assert slack.submit(APPROVER, modal, note="Checked the link.").status_code == 200
     # The POST reaches WhatCounts while that card update is still on its way (held until released).
     fake_whatcounts.wait_until(lambda: fake_whatcounts.posts() or None, timeout=3, what="the send")
+    # And the outcome is told in the thread without waiting for the card either.
+    fake_slack.wait_for("chat.postMessage", lambda p: bool(p.get("thread_ts")) and "4711" in p.get("text", ""),
+                        timeout=3)
     fake_slack.release("chat.update")
     slack.wait_outcome("4711")  # WhatCounts' id of the send
     updates = fake_slack.calls("chat.update")
