@@ -101,12 +101,12 @@ class CardPublisher:
         shown = threading.Thread(target=sending, name=f"sms-bot-card-{view.request.id}")
         try:
             outcome = self.lifecycle.execute(view.request.id, posting=shown.start)
+            if shown.ident is None and reply is not None:  # its checks stopped it: the words before the ending
+                self.reply(view, reply)
             self.post_outcome(outcome)
         finally:
             if shown.ident is not None:
                 shown.join()
-        if shown.ident is None and reply is not None:
-            self.reply(view, reply)
         self.refresh(outcome)
 
     def show(self, view: RequestView) -> None:
