@@ -10,6 +10,7 @@ an exported file imports as "no changes" and exports again byte for byte.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -128,6 +129,17 @@ def _list(document: dict[str, Any], key: str, problems: list[str]) -> list[Any]:
     return value
 
 
+def _mappings(document: dict[str, Any], key: str, keys: str, problems: list[str]
+              ) -> Iterator[tuple[str, dict[Any, Any]]]:
+    """Each entry of the list `key` that is a mapping, with its path (`grants[2]`); the others are problems."""
+    for i, item in enumerate(_list(document, key, problems)):
+        path = f"{key}[{i}]"
+        if isinstance(item, dict):
+            yield path, item
+        else:
+            problems.append(f"{path}: must be a mapping with {keys}")
+
+
 def parse_policy(text: str) -> Policy:
     """Check the whole document; PolicyError listing every problem found."""
     try:
@@ -146,11 +158,7 @@ def parse_policy(text: str) -> Policy:
 
     codes: list[sender_codes.SenderCodeRules] = []
     seen_codes: dict[str, str] = {}
-    for i, item in enumerate(_list(document, "sender_codes", problems)):
-        path = f"sender_codes[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{path}: must be a mapping with code, label, approvals, ...")
-            continue
+    for path, item in _mappings(document, "sender_codes", "code, label, approvals, ...", problems):
         _unknown_keys(item, CODE_KEYS, path, problems)
         if "code" not in item:
             problems.append(f"{path}.code: missing")
@@ -171,11 +179,7 @@ def parse_policy(text: str) -> Policy:
 
     grants: list[GrantRow] = []
     seen_grants: dict[GrantRow, str] = {}
-    for i, item in enumerate(_list(document, "grants", problems)):
-        path = f"grants[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{path}: must be a mapping with user, role and sender_code")
-            continue
+    for path, item in _mappings(document, "grants", "user, role and sender_code", problems):
         before = len(problems)
         _unknown_keys(item, GRANT_KEYS, path, problems)
         user, role, raw_code = item.get("user"), item.get("role"), item.get("sender_code")
@@ -212,11 +216,7 @@ def _test_phones(document: dict[str, Any], problems: list[str]) -> tuple[tuple[s
         return None
     phones: dict[str, str] = {}
     seen: set[str] = set()
-    for i, item in enumerate(_list(document, "test_phones", problems)):
-        path = f"test_phones[{i}]"
-        if not isinstance(item, dict):
-            problems.append(f"{path}: must be a mapping with user and phone")
-            continue
+    for path, item in _mappings(document, "test_phones", "user and phone", problems):
         _unknown_keys(item, PHONE_KEYS, path, problems)
         user, raw = item.get("user"), item.get("phone")
         if not isinstance(user, str) or not SLACK_USER.fullmatch(user):
