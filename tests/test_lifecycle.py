@@ -7,6 +7,7 @@ fake on loopback, so the deadlines are exact and nothing waits for real time to 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
@@ -17,7 +18,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from bot.requests.fields import RequestFields
-from bot.requests.lifecycle import SENDING_GRACE, Changed, Closed, Decision, Lifecycle
+from bot.requests.lifecycle import SENDING_GRACE, TOO_LATE, Changed, Closed, Decision, Lifecycle
 from bot.requests.reading import RequestView
 from bot.store.models import SendRequest, State
 from bot.whatcounts.client import WhatCountsClient
@@ -113,7 +114,7 @@ def test_an_approval_a_second_before_the_deadline_sends(
     clock.move_to(request.expires_at - timedelta(seconds=1))
     decision = lifecycle.approve(request.id, APPROVER)
     assert isinstance(decision, Changed) and decision.send
-    assert lifecycle.execute(request.id).request.state == State.SENT
+    assert lifecycle.execute(decision).request.state == State.SENT
     assert len(fake_whatcounts.posts()) == 1
 
 
@@ -130,18 +131,18 @@ def test_a_click_after_the_deadline_finds_the_request_expired_without_a_sweep(
 
 # --- lost sends -----------------------------------------------------------------------------
 
-def claimed(lifecycle: Lifecycle) -> SendRequest:
+def claimed(lifecycle: Lifecycle) -> Changed:
     """A request approved and claimed for sending (SENDING), whose sender has not called WhatCounts yet."""
     request = requested(lifecycle)
     decision = lifecycle.approve(request.id, APPROVER)
     assert isinstance(decision, Changed) and decision.send
-    return decision.view.request
+    return decision
 
 
 def test_a_send_whose_process_died_becomes_unknown_at_its_deadline_and_is_never_sent(
         db: Database, lifecycle: Lifecycle, whatcounts: WhatCountsClient, clock: Clock,
         fake_whatcounts: FakeWhatCounts) -> None:
-    request = claimed(lifecycle)  # ... and then its process was killed
+    request = claimed(lifecycle).view.request  # ... and then its process was killed
     deadline = clock.now + timedelta(seconds=whatcounts.max_duration()) + SENDING_GRACE
     assert request.sending_deadline == deadline
 
@@ -159,7 +160,7 @@ def test_a_send_whose_process_died_becomes_unknown_at_its_deadline_and_is_never_
 
 
 def test_two_sweepers_give_up_on_a_lost_send_once(db: Database, lifecycle: Lifecycle, clock: Clock) -> None:
-    request = claimed(lifecycle)
+    request = claimed(lifecycle).view.request
     other_process = Lifecycle(db.sessions, lifecycle.whatcounts, request_ttl=TTL, clock=clock)
     assert request.sending_deadline is not None
     clock.move_to(request.sending_deadline)
@@ -182,9 +183,10 @@ def test_two_sweepers_give_up_on_a_lost_send_once(db: Database, lifecycle: Lifec
 def test_an_answer_that_arrives_after_the_sweep_gave_up_still_wins(
         db: Database, lifecycle: Lifecycle, clock: Clock, fake_whatcounts: FakeWhatCounts) -> None:
     fake_whatcounts.reply = WhatCountsReply(200, {"id": 4711, "status": "submitted"}, held=True)
-    request = claimed(lifecycle)
+    claim = claimed(lifecycle)
+    request = claim.view.request
     with ThreadPoolExecutor(max_workers=1) as pool:
-        sending = pool.submit(lifecycle.execute, request.id)
+        sending = pool.submit(lifecycle.execute, claim)
         fake_whatcounts.wait_until(fake_whatcounts.posts, what="the POST")
         assert request.sending_deadline is not None
         clock.move_to(request.sending_deadline)  # WhatCounts is that slow; a sweep gives up on it
@@ -196,6 +198,21 @@ def test_an_answer_that_arrives_after_the_sweep_gave_up_still_wins(
     assert finished.request.outcome_posted is False  # the channel is told the real outcome too
     assert db.events(request.id) == ["requested", "approved", "sending", "unknown", "sent"]
     assert len(fake_whatcounts.posts()) == 1
+
+
+def test_a_send_held_up_past_its_claims_deadline_stops_without_sending(
+        db: Database, lifecycle: Lifecycle, fake_whatcounts: FakeWhatCounts) -> None:
+    """Nothing is written between the claim and the POST; a process that stalls there (a pause, a swap
+    storm) past the time its claim allows, after which a sweep may already call the send lost, never sends."""
+    quick = WhatCountsClient(fake_whatcounts.url, WHATCOUNTS_REALM, WHATCOUNTS_PASSWORD, timeout=0.2)
+    stalling = Lifecycle(db.sessions, quick, request_ttl=TTL, clock=lifecycle.clock)
+    claim = claimed(stalling)
+    time.sleep(quick.max_duration())
+    finished = stalling.execute(claim)
+    assert (finished.request.state, finished.request.reason) == (State.FAILED, TOO_LATE)
+    assert fake_whatcounts.posts() == []
+    assert db.events(claim.view.request.id) == ["requested", "approved", "sending", "failed"]
+    quick.close()
 
 
 # --- races ----------------------------------------------------------------------------------

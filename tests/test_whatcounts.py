@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import unquote, unquote_plus, urlsplit
 
 import httpx
@@ -194,3 +195,26 @@ def test_each_call_connects_anew_so_its_watchdog_sees_the_connection(whatcounts:
     assert isinstance(client.send("m", "12345", "c"), Sent)
     whatcounts.reply = WhatCountsReply(200, SUCCESS_BODY, drip=0.1)
     assert isinstance(client.send("m", "12345", "c"), Unknown)
+
+
+def test_the_caller_is_told_once_the_post_is_written_before_the_answer_and_not_for_a_post_never_made(
+        whatcounts: FakeWhatCounts, unused_port: int) -> None:
+    """What `written` is for: the card says "sending" while WhatCounts' answer is awaited, not before."""
+    whatcounts.reply = WhatCountsReply(200, SUCCESS_BODY, held=True)
+    told: list[str] = []
+    client = WhatCountsClient(whatcounts.url, "acme", "pw", timeout=5)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        sending = pool.submit(client.send, "m", "12345", "c", written=lambda: told.append("written"))
+        whatcounts.wait_until(lambda: told, what="the caller told, with the answer still held")
+        assert not sending.done()
+        whatcounts.release()
+        assert isinstance(sending.result(timeout=10), Sent)
+    assert told == ["written"]
+
+    def broken() -> None:
+        raise RuntimeError("no thread to show the card on")
+
+    assert isinstance(client.send("m", "12345", "c", written=broken), Sent)  # the answer is what counts
+    unreachable = WhatCountsClient(f"http://127.0.0.1:{unused_port}", "acme", "pw", timeout=1, backoff=0.01)
+    assert isinstance(unreachable.send("m", "12345", "c", written=lambda: told.append("never")), NotSent)
+    assert told == ["written"]

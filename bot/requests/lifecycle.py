@@ -6,15 +6,20 @@ send twice. The state is committed as SENDING before WhatCounts is called; a req
 SENDING past its deadline lost its process and becomes UNKNOWN, never re-sent.
 
 Time is the database's (`database_now`, `database_utcnow`), never this process's own clock:
-replicas whose clocks disagree still agree on what has expired and which send is lost.
+replicas whose clocks disagree still agree on what has expired and which send is lost. Only
+how long a send has been under way is counted here, on the monotonic clock (see `execute`).
 """
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Concatenate, ParamSpec
@@ -37,6 +42,7 @@ from bot.whatcounts.client import (
     Outcome,
     Rejected,
     Sent,
+    SmsMessage,
     Unknown,
     WhatCountsClient,
 )
@@ -80,10 +86,16 @@ class Closed:
 
 @dataclass(frozen=True)
 class Changed:
-    """The user's action took effect. `send` is True for the one approval that must now send."""
+    """The user's action took effect. `send` is True for the one claim that must now send (see `execute`)."""
 
     view: RequestView
     send: bool = False
+    # With `send`: time.monotonic() before the claiming transaction began. The claim's sending deadline
+    # runs from no earlier than this, so `execute` can tell what is left of it without asking the database.
+    claimed_at: float | None = None
+    # With `send`: WhatCounts' messages, listed afresh from the moment the approvals were complete, for
+    # `execute` to check the approved text against (see `Lifecycle._listing`).
+    listing: Future[list[SmsMessage] | None] | None = None
 
 
 Decision = Refused | Closed | Changed
@@ -250,26 +262,25 @@ class Lifecycle:
     @_refusals_audited("approve")
     def approve(self, request_id: str, approver_id: str, note: str | None = None) -> Decision:
         """Record one approval, with the approver's optional `note`; the approval that completes the
-        count claims the send."""
-        with self.sessions.begin() as session:
-            found = self._open_pending(session, request_id)
-            if not isinstance(found, SendRequest):
-                return found
-            request = found
-            if not grants.has_role(session, approver_id, Role.APPROVER, request.sender_code):
-                return Refused(f"You need an approver grant for sender code {request.sender_code} to approve.",
-                               request.sender_code)
-            if approver_id == request.requester_id and not request.allow_self_approval:
-                return Refused("You asked for this send, so someone else must approve it.", request.sender_code)
-            already = session.scalar(select(Approval.approver_id).where(
-                Approval.request_id == request_id, Approval.approver_id == approver_id))
-            if already is not None:
-                return Refused("You have already approved this request.", request.sender_code, repeat=True)
+        count claims the send, in the same transaction (see `_claim_if_ready`)."""
+        started = time.monotonic()
+        code = None  # the request's sender code, once it is found
         try:
             with self.sessions.begin() as session:
+                found = self._open_pending(session, request_id)
+                if not isinstance(found, SendRequest):
+                    return found
+                request, code = found, found.sender_code
+                if not grants.has_role(session, approver_id, Role.APPROVER, request.sender_code):
+                    return Refused(f"You need an approver grant for sender code {request.sender_code} to approve.",
+                                   request.sender_code)
+                if approver_id == request.requester_id and not request.allow_self_approval:
+                    return Refused("You asked for this send, so someone else must approve it.",
+                                   request.sender_code)
                 session.add(Approval(request_id=request_id, approver_id=approver_id,
-                                     approved_at=self.clock(session), note=note))
-                session.flush()
+                                     approved_at=self._now(session), note=note))
+                session.flush()  # a second approval by the same person breaks the primary key here
+                # The request's row stays locked from here to the commit: approvals of one request take turns.
                 bumped = rows_matched(session, update(SendRequest).where(
                     SendRequest.id == request_id, SendRequest.state == State.PENDING,
                 ).values(version=SendRequest.version + 1))
@@ -278,51 +289,95 @@ class Lifecycle:
                     return Closed(self._require_view(request_id))
                 audit.record(session, "approved", approver_id, request_id=request_id,
                              sender_code=request.sender_code, **({"note": note} if note else {}))
+                if (claim := self._claim_if_ready(session, request, approver_id, started)) is not None:
+                    return claim
         except IntegrityError:
-            return Refused("You have already approved this request.", request.sender_code, repeat=True)
-        # A separate transaction, after our approval committed: whichever approval commits
-        # last sees every approval and claims the send; the UPDATE lets only one win.
+            if code is None:
+                raise
+            return Refused("You have already approved this request.", code, repeat=True)
+        # Not enough approvals as our transaction saw them: counted again after our commit, so that of
+        # approvals committing together, whichever counts last sees every one; the claim lets only one win.
+        started = time.monotonic()
         with self.sessions.begin() as session:
-            approvals = select(func.count()).select_from(Approval).where(
-                Approval.request_id == request_id).scalar_subquery()
-            enough = approvals >= SendRequest.approvals_required
-            ready = session.scalar(select(SendRequest.id).where(
-                SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is not None
-            now = self.clock(session)
-            claimed = scheduled = False
-            later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
-            stop = self._claim_check(session, request, now, AT_APPROVAL) if ready and not later else None
-            if ready and later:
-                scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
-                                             SendRequest.expires_at > now)
-                if scheduled:
-                    audit.record(session, "scheduled", approver_id, request_id=request_id,
-                                 sender_code=request.sender_code, **_send_at_detail(request))
-            elif stop is None:
-                assert self.whatcounts is not None
-                deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
-                claimed = self._transition(session, request_id, (State.PENDING,), State.SENDING, enough,
-                                           SendRequest.expires_at > now, sending_deadline=deadline)
-                if claimed:
-                    audit.record(session, "sending", approver_id, request_id=request_id,
-                                 sender_code=request.sender_code)
-            elif self._transition(session, request_id, (State.PENDING,), State.FAILED, enough,
-                                  finished_at=now, reason=stop, outcome_posted=False):
-                audit.record(session, "failed", "system", request_id=request_id, sender_code=request.sender_code,
-                             reason=stop)
-            view = read_view(session, request_id)
-        assert view is not None
+            if (claim := self._claim_if_ready(session, request, approver_id, started)) is not None:
+                return claim
+            view = self._require_view_in(session, request_id)
+        return Changed(view) if view.request.state == State.PENDING else Closed(view)
+
+    def _claim_if_ready(self, session: Session, request: SendRequest, approver_id: str,
+                        started: float) -> Decision | None:
+        """Once the request has the approvals it needs, claim it with one conditional UPDATE that only one
+        approval can win: SENDING (to be sent by `execute`), SCHEDULED if it has a time to send, or FAILED
+        with the reason the checks at approval stop it. None: it is still pending, short of approvals."""
+        request_id = request.id
+        approvals = select(func.count()).select_from(Approval).where(
+            Approval.request_id == request_id).scalar_subquery()
+        enough = approvals >= SendRequest.approvals_required
+        if session.scalar(select(SendRequest.id).where(
+                SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is None:
+            return None
+        now = self._now(session)
+        claimed = scheduled = False
+        later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
+        listing = None if later else self._listing(started)
+        stop = None if later else self._claim_check(session, request, now, AT_APPROVAL)
+        if later:
+            scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
+                                         SendRequest.expires_at > now)
+            if scheduled:
+                audit.record(session, "scheduled", approver_id, request_id=request_id,
+                             sender_code=request.sender_code, **_send_at_detail(request))
+        elif stop is None:
+            claimed = self._transition(session, request_id, (State.PENDING,), State.SENDING, enough,
+                                       SendRequest.expires_at > now, sending_deadline=self._sending_deadline(now))
+            if claimed:
+                audit.record(session, "sending", approver_id, request_id=request_id,
+                             sender_code=request.sender_code)
+        elif self._transition(session, request_id, (State.PENDING,), State.FAILED, enough,
+                              finished_at=now, reason=stop, outcome_posted=False):
+            audit.record(session, "failed", "system", request_id=request_id, sender_code=request.sender_code,
+                         reason=stop)
+        view = self._require_view_in(session, request_id)
         if not claimed and not scheduled and view.request.state not in (State.PENDING, State.FAILED):
             return Closed(view)  # another approval won the race; ours changed nothing that matters
-        return Changed(view, send=claimed)
+        return Changed(view, send=True, claimed_at=started, listing=listing) if claimed else Changed(view)
+
+    def _listing(self, started: float) -> Future[list[SmsMessage] | None]:
+        """WhatCounts' messages listed on a thread of its own, begun as a send is being claimed: the
+        approved-text check then waits for no round trip to WhatCounts after the claim commits. It only
+        reads, so a claim that does not happen simply drops it."""
+        whatcounts = self.whatcounts
+        assert whatcounts is not None
+        listing: Future[list[SmsMessage] | None] = Future()
+
+        def run() -> None:
+            try:
+                listing.set_result(whatcounts.list_messages(budget=_time_left(whatcounts, started)))
+            except BaseException as exc:  # handed to whoever waits for the listing
+                listing.set_exception(exc)
+        threading.Thread(target=contextvars.copy_context().run, args=(run,), name="sms-bot-listing",
+                         daemon=True).start()
+        return listing
+
+    def _sending_deadline(self, now: datetime) -> datetime:
+        """When a send claimed `now` counts as lost: after the longest `execute` can take, and a grace."""
+        assert self.whatcounts is not None
+        return now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
 
     @staticmethod
     def _claim_check(session: Session, request: SendRequest, now: datetime, moment: str) -> str | None:
-        """The rules at the moment of sending, with the sender code's row locked so that
+        """What a send is checked against as it is claimed, just before it goes: the grants of the requester
+        and the approvers (a revoked grant stops it), and the rules, with the sender code's row locked so that
         concurrent claims of one code count each other's sends. A reason means: do not send."""
-        rules = sending.lock_sender_code(session, request.sender_code)
+        code = request.sender_code
+        if not grants.has_role(session, request.requester_id, Role.REQUESTER, code):
+            return f"Not sent: the requester no longer holds a requester grant for {code}."
+        approvers = select(Approval.approver_id).where(Approval.request_id == request.id)
+        if grants.holding(session, approvers, Role.APPROVER, code) < request.approvals_required:
+            return "Not sent: an approver's grant was revoked before the send."
+        rules = sending.lock_sender_code(session, code)
         if rules is None:
-            return f"Not sent: sender code {request.sender_code} is no longer registered."
+            return f"Not sent: sender code {code} is no longer registered."
         if not request.quiet_override and (problem := sending.quiet_problem(rules, now)):
             return f"Not sent {moment}: {problem}"
         if problem := sending.cap_problem(session, rules, now, request.dry_run):
@@ -390,7 +445,7 @@ class Lifecycle:
         request = session.get(SendRequest, request_id)
         if request is None:
             return Refused("This request no longer exists.")
-        now = self.clock(session)
+        now = self._now(session)
         if request.state == State.PENDING and request.expires_at <= now:
             if self._transition(session, request_id, (State.PENDING,), State.EXPIRED,
                                 SendRequest.expires_at <= now, finished_at=now,
@@ -403,52 +458,30 @@ class Lifecycle:
 
     # --- sending ---------------------------------------------------------------------
 
-    def execute(self, request_id: str, posting: Callable[[], None] = lambda: None) -> RequestView:
-        """Call WhatCounts for a request this process claimed (state SENDING), and record the outcome;
-        `posting` is called once every check has passed, just before the POST.
+    def execute(self, claim: Changed, posted: Callable[[], None] | None = None) -> RequestView:
+        """Call WhatCounts for a send this process claimed (`claim.send`), and record the outcome;
+        `posted` is called once the POST is written, while WhatCounts' answer is awaited.
 
-        Every step runs inside the request's sending deadline, renewed for it first, so no sweep
-        can give the send up for lost while this process is still at it; a step that cannot
-        renew it stops without sending.
+        Nothing is written between the claim and the POST: the claim's sending deadline covers the
+        longest this can take (WhatCounts' messages listed afresh, begun with the claim, then the
+        POST, each bounded by the client's timeout), and each is given only what is left of it,
+        counted on this process's clock from before the claim. So no sweep can give the send up for
+        lost while it is still under way here, and a send held up past its deadline stops unsent.
         """
-        assert self.whatcounts is not None
-        budget = self.whatcounts.timeout
-        with self.sessions.begin() as session:
-            request = session.get(SendRequest, request_id)
-            assert request is not None, request_id
-            held = request.state == State.SENDING and self._hold(session, request_id, self.whatcounts.max_duration())
-            stop = self._send_time_check(session, request) if held else TOO_LATE
-        if stop is None:
-            stop = approved_text.send_time_problem(request, self.whatcounts.list_messages(budget=budget))
+        whatcounts, claimed_at, listing = self.whatcounts, claim.claimed_at, claim.listing
+        assert whatcounts is not None and claim.send and claimed_at is not None and listing is not None
+        request = claim.view.request
+        stop = approved_text.send_time_problem(request, listing.result())
         if stop is not None:
             return self._finish(request, State.FAILED, "failed", reason=stop)
         if request.dry_run or self.dry_run:
             return self._finish(request, State.SENT, "sent", whatcounts_status="dry run", dry_run=True,
                                 reason=dry_run_summary(request))
-        with self.sessions.begin() as session:
-            if not self._hold(session, request_id, budget):
-                return self._finish(request, State.FAILED, "failed", reason=TOO_LATE)
-        posting()
-        outcome = self.whatcounts.send(request.message_name, request.sender_code, request.campaign_name,
-                                       request.description, request.group_name, budget=budget)
+        if (budget := _time_left(whatcounts, claimed_at)) <= 0:
+            return self._finish(request, State.FAILED, "failed", reason=TOO_LATE)
+        outcome = whatcounts.send(request.message_name, request.sender_code, request.campaign_name,
+                                  request.description, request.group_name, budget=budget, written=posted)
         return self._record(request, outcome)
-
-    def _hold(self, session: Session, request_id: str, seconds: float) -> bool:
-        """Move a SENDING request's deadline to `seconds` (+ grace) from now, unless it has already passed."""
-        now = self.clock(session)
-        return rows_matched(session, update(SendRequest).where(
-            SendRequest.id == request_id, SendRequest.state == State.SENDING, SendRequest.sending_deadline > now,
-        ).values(sending_deadline=now + timedelta(seconds=seconds) + SENDING_GRACE)) == 1
-
-    def _send_time_check(self, session: Session, request: SendRequest) -> str | None:
-        """Grants are checked again just before the POST: a revoked grant stops the send."""
-        if not grants.has_role(session, request.requester_id, Role.REQUESTER, request.sender_code):
-            return f"Not sent: the requester no longer holds a requester grant for {request.sender_code}."
-        approvers = session.scalars(select(Approval.approver_id).where(Approval.request_id == request.id))
-        valid = [a for a in approvers if grants.has_role(session, a, Role.APPROVER, request.sender_code)]
-        if len(valid) < request.approvals_required:
-            return "Not sent: an approver's grant was revoked before the send."
-        return None
 
     def _record(self, request: SendRequest, outcome: Outcome) -> RequestView:
         match outcome:
@@ -562,21 +595,21 @@ class Lifecycle:
                 yield started
 
     def _start_due(self, request_id: str) -> Changed | None:
+        started = time.monotonic()
         with self.sessions.begin() as session:
             request = session.get(SendRequest, request_id)
             if request is None or request.state != State.SCHEDULED or request.send_at is None:
                 return None
-            now = self.clock(session)
+            now = self._now(session)
             due = SendRequest.send_at <= now
             if request.send_at <= now - self.send_at_grace:
                 stop: str | None = missed_send_at(request.send_at, now, self.send_at_grace)
             else:
                 stop = self._claim_check(session, request, now, AT_SEND_AT)
+            listing = self._listing(started) if stop is None else None
             if stop is None:
-                assert self.whatcounts is not None
-                deadline = now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
                 if not self._transition(session, request_id, (State.SCHEDULED,), State.SENDING, due,
-                                        sending_deadline=deadline):
+                                        sending_deadline=self._sending_deadline(now)):
                     return None
                 audit.record(session, "sending", "system", request_id=request_id, sender_code=request.sender_code,
                              **_send_at_detail(request))
@@ -586,9 +619,8 @@ class Lifecycle:
                              reason=stop)
             else:
                 return None
-            view = read_view(session, request_id)
-        assert view is not None
-        return Changed(view, send=stop is None)
+            view = self._require_view_in(session, request_id)
+        return Changed(view, send=True, claimed_at=started, listing=listing) if stop is None else Changed(view)
 
     def expire_due(self) -> list[RequestView]:
         return self._sweep(State.PENDING, SendRequest.expires_at, State.EXPIRED, "expired",
@@ -621,6 +653,15 @@ class Lifecycle:
 
     # --- helpers ---------------------------------------------------------------------
 
+    def _now(self, session: Session) -> datetime:
+        """`clock`, asked once per session (each transaction here has its own): PostgreSQL's now() is the
+        transaction's start anyway, and one moment per transaction is what its checks and stamps need."""
+        now = session.info.get("now")
+        if now is None:
+            now = session.info["now"] = self.clock(session)
+        assert isinstance(now, datetime)
+        return now
+
     @staticmethod
     def _transition(session: Session, request_id: str, from_states: Iterable[State], to_state: State,
                     *where: ColumnElement[bool], **values: object) -> bool:
@@ -636,6 +677,12 @@ class Lifecycle:
         view = read_view(session, request_id)
         assert view is not None, request_id
         return view
+
+
+def _time_left(whatcounts: WhatCountsClient, claimed_at: float) -> float:
+    """Seconds the next step of a send claimed at `claimed_at` (monotonic) may take: the client's timeout,
+    or less, so that the step ends inside the claim's sending deadline."""
+    return min(whatcounts.timeout, whatcounts.max_duration() - (time.monotonic() - claimed_at))
 
 
 def _send_at_detail(request: SendRequest) -> dict[str, str]:

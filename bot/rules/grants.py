@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import select
+from sqlalchemy import Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from bot.store import audit
@@ -36,6 +36,14 @@ def has_role(session: Session, user_id: str, role: Role, sender_code: str) -> bo
         Grant.user_id == user_id, Grant.role == role, Grant.sender_code.in_(scopes_covering(sender_code)),
     ).limit(1)
     return session.scalar(stmt) is not None
+
+
+def holding(session: Session, users: Select[str], role: Role, sender_code: str) -> int:
+    """How many of the users that `users` selects (one column of user ids) hold `role` for this sender code."""
+    chosen = users.subquery()
+    held = select(Grant.id).where(Grant.user_id == chosen.c[0], Grant.role == role,
+                                  Grant.sender_code.in_(scopes_covering(sender_code))).exists()
+    return session.scalar(select(func.count(distinct(chosen.c[0]))).where(held)) or 0
 
 
 def codes_by_role(session: Session, user_id: str) -> dict[Role, set[str]]:

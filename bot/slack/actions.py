@@ -57,8 +57,8 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
                 tell(client, channel_id, user_id, reason)
             case Closed(view=view):
                 tell(client, channel_id and view.request.channel_id, user_id, ALREADY[view.request.state])
-            case Changed(view=view, send=True):
-                publisher.send(view)
+            case Changed(send=True):
+                publisher.send(decision)
             case Changed(view=view) if view.request.state in ENDINGS:
                 publisher.show(view)  # cancelled or withdrawn (the requester told), or stopped by the code's policy
             case Changed(view=view) if view.request.state == State.SCHEDULED:

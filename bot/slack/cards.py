@@ -17,7 +17,7 @@ from collections.abc import Callable
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from bot.requests.lifecycle import Lifecycle
+from bot.requests.lifecycle import Changed, Lifecycle
 from bot.requests.outbox import Outbox
 from bot.requests.reading import RequestView
 from bot.requests.reminders import Reminder, Reminders
@@ -89,19 +89,21 @@ class CardPublisher:
             return
         done()
 
-    def send(self, view: RequestView, reply: str | None = None) -> None:
-        """The approval that claimed `view`'s send: WhatCounts is called first; once its checks have
-        passed, another thread shows the card as sending (and `reply` in the thread) while the POST is
-        on its way. The outcome is told as soon as it is known; the card shows it once the sending
+    def send(self, claim: Changed, reply: str | None = None) -> None:
+        """The approval that claimed a send: WhatCounts is called first; once the POST is written,
+        another thread shows the card as sending (and `reply` in the thread) while the answer is
+        awaited. The outcome is told as soon as it is known; the card shows it once the sending
         card is done, so the older card can never arrive last."""
+        view = claim.view
+
         def sending() -> None:
             self.refresh(view, tabs=False)  # the Home tabs follow with the outcome
             if reply is not None:
                 self.reply(view, reply)
         shown = threading.Thread(target=sending, name=f"sms-bot-card-{view.request.id}")
         try:
-            outcome = self.lifecycle.execute(view.request.id, posting=shown.start)
-            if shown.ident is None and reply is not None:  # its checks stopped it: the words before the ending
+            outcome = self.lifecycle.execute(claim, posted=shown.start)
+            if shown.ident is None and reply is not None:  # never posted: the words before the ending
                 self.reply(view, reply)
             self.post_outcome(outcome)
         finally:
@@ -118,7 +120,7 @@ class CardPublisher:
         """Send what is scheduled for now, expire, give up on lost sends, remind before expiry, and catch up
         cards and outcomes that Slack missed."""
         for due in self.lifecycle.start_due_sends():  # claimed here, by this process only: sent here
-            self.show(self.lifecycle.execute(due.view.request.id) if due.send else due.view)
+            self.show(self.lifecycle.execute(due) if due.send else due.view)
         for view in self.lifecycle.expire_due() + self.lifecycle.mark_lost_sends():
             self.show(view)
         for reminder in self.reminders.due() if self.reminders else ():

@@ -76,13 +76,14 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
     for action_id in modals:
         app.action(action_id)(open_modal)
 
-    def follow_up(view: RequestView, event: str, user_id: str, send: bool) -> None:
+    def follow_up(decision: Changed, event: str, user_id: str) -> None:
         """After the decision committed: the card, the thread, and the send an approval claimed."""
+        view = decision.view
         if event == "rejected":
             publisher.show(view)  # the card, and the reason told to the requester, once (the outbox's lease)
             return
-        if send:
-            publisher.send(view, blocks.approval_reply(view, user_id))
+        if decision.send:
+            publisher.send(decision, blocks.approval_reply(view, user_id))
             return
         publisher.refresh(view)
         publisher.reply(view, blocks.approval_reply(view, user_id))
@@ -95,9 +96,9 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
                 ack(response_action="errors", errors={blocks.NOTE_BLOCK: reason})
             case Closed(view=view):
                 ack(response_action="errors", errors={blocks.NOTE_BLOCK: ALREADY[view.request.state]})
-            case Changed(view=view, send=send):
+            case Changed():
                 ack()
-                work.submit(follow_up, view, event, user_id, send)
+                work.submit(follow_up, decision, event, user_id)
 
     def words(ack: Ack, view: dict[str, Any], label: str, required: bool) -> tuple[bool, str | None]:
         """The typed note, checked; False (and the modal told) if it is refused."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import logging
 import re
 import socket
 import sys
@@ -22,6 +23,8 @@ from typing import Any, Self
 from urllib.parse import quote, urlencode
 
 import httpx
+
+log = logging.getLogger(__name__)
 
 SEND_PATH = "/rest/sms/sendMessageToSenderCode"
 PHONE_PATH = "/rest/sms/sendMessageToPhone"  # a one-off test send of a text to one phone
@@ -197,15 +200,23 @@ class WhatCountsClient:
         bounded by `timeout` (see `SendRequest.sending_deadline`)."""
         return 2 * self.timeout
 
-    def _exchange(self, method: str, url: str, seconds: float, limit: int,
-                  params: dict[str, Any] | None = None) -> tuple[httpx.Response, bytes]:
-        """One request and its whole answer (at most `limit` bytes) within `seconds`, or an exception."""
+    def _exchange(self, method: str, url: str, seconds: float, limit: int, params: dict[str, Any] | None = None,
+                  written: Callable[[], None] | None = None) -> tuple[httpx.Response, bytes]:
+        """One request and its whole answer (at most `limit` bytes) within `seconds`, or an exception.
+        `written` is called once the whole request is written, as its answer is awaited."""
         deadline = time.monotonic() + seconds
         timeout = httpx.Timeout(seconds, connect=min(self.connect_timeout, seconds))
         with _Watchdog(seconds) as watchdog:
+            def trace(event: str, info: dict[str, Any]) -> None:
+                watchdog.trace(event, info)
+                if written is not None and event.endswith(".send_request_body.complete"):
+                    try:
+                        written()
+                    except Exception:  # the request is out: its answer is what counts now
+                        log.exception("the call made once a request to WhatCounts was written failed")
             try:
                 with self._client.stream(method, url, params=params, timeout=timeout,
-                                         extensions={"trace": watchdog.trace}) as response:
+                                         extensions={"trace": trace}) as response:
                     body = bytearray()
                     for chunk in response.iter_bytes():
                         body += chunk
@@ -223,10 +234,11 @@ class WhatCountsClient:
 
     def send(self, message: str, sender_code: str, campaign: str,
              description: str | None = None, group_name: str | None = None, *,
-             budget: float | None = None) -> Outcome:
-        """POST the send once, within `timeout` seconds (or `budget`, if less) of wall clock in all."""
+             budget: float | None = None, written: Callable[[], None] | None = None) -> Outcome:
+        """POST the send once, within `timeout` seconds (or `budget`, if less) of wall clock in all;
+        `written()` once the POST is out (never if it could not be written)."""
         url = send_url(self.base_url, message, sender_code, campaign, description, group_name)
-        return self._post(url, budget, observe=True)
+        return self._post(url, budget, observe=True, written=written)
 
     def send_to_phone(self, text: str, phone: str, sender_code: str, *, budget: float | None = None) -> Outcome:
         """POST `text` to one phone through `sender_code`, once, bounded as `send` is.
@@ -237,7 +249,8 @@ class WhatCountsClient:
         return self._post(phone_send_url(self.base_url, text, phone, sender_code), budget, observe=False,
                           needs_id=False)
 
-    def _post(self, url: str, budget: float | None, *, observe: bool, needs_id: bool = True) -> Outcome:
+    def _post(self, url: str, budget: float | None, *, observe: bool, needs_id: bool = True,
+              written: Callable[[], None] | None = None) -> Outcome:
         """One POST that may cost money: tried again only while it certainly never reached WhatCounts."""
         seconds = self.timeout if budget is None else max(0.0, min(self.timeout, budget))
         started = time.monotonic()
@@ -252,7 +265,7 @@ class WhatCountsClient:
                 break
             attempts += 1
             try:
-                response, body = self._exchange("POST", url, left, SEND_ANSWER_LIMIT)
+                response, body = self._exchange("POST", url, left, SEND_ANSWER_LIMIT, written=written)
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 last_error = f"could not connect to WhatCounts ({type(exc).__name__})"
                 continue
