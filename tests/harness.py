@@ -495,6 +495,13 @@ class SlackDriver:
     def _form_action(self, user_id: str, view: dict[str, Any], action: dict[str, Any],
                      chosen: dict[str, dict[str, Any]]) -> None:
         """A select changed in the open form (`action`), with the form's other choices (`chosen`, by block)."""
+        response = self.post(self.form_action_body(user_id, view, action, chosen))
+        assert response.status_code == 200, response.text
+        self._join()
+
+    def form_action_body(self, user_id: str, view: dict[str, Any], action: dict[str, Any],
+                         chosen: dict[str, dict[str, Any]]) -> str:
+        """The `block_actions` body Slack sends for `_form_action`."""
         values = {block: {block: element} for block, element in chosen.items()}
         payload = {
             "type": "block_actions", "team": {"id": "T1", "domain": "acme"},
@@ -506,9 +513,7 @@ class SlackDriver:
                      "blocks": view["blocks"], "title": view["title"], "state": {"values": values}},
             "actions": [{**action, "block_id": action["action_id"], "action_ts": f"{time.time():.6f}"}],
         }
-        response = self.post(urlencode({"payload": json.dumps(payload)}))
-        assert response.status_code == 200, response.text
-        self._join()
+        return urlencode({"payload": json.dumps(payload)})
 
     def suggest(self, user_id: str, query: str) -> httpx.Response:
         """The message type-ahead's options request (`block_suggestion`), as Slack sends it."""

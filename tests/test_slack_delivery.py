@@ -8,6 +8,8 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +20,7 @@ from alembic import command
 from sqlalchemy import text, update
 
 from bot.requests.outbox import MAX_CARD_ATTEMPTS, Outbox, card_backoff
-from bot.slack import client, views
+from bot.slack import blocks, client, views
 from bot.store import schema
 from bot.store.engine import make_engine, utcnow
 from bot.store.models import SendRequest, State
@@ -34,6 +36,7 @@ from tests.harness import (
     request_id_of,
     running_bot,
 )
+from tests.test_home_tab import home_opened
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 FORM = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring 2026",
@@ -369,3 +372,46 @@ def test_migration_keeps_existing_requests_and_lets_their_outcomes_and_cards_cat
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM approvals")).scalar() == 1
     engine.dispose()
+
+
+def _command(slack: SlackDriver, _request_id: str, _form: dict[str, Any]) -> httpx.Response:
+    return slack.command(REQUESTER)
+
+
+def _decision_modal(slack: SlackDriver, request_id: str, _form: dict[str, Any]) -> httpx.Response:
+    return slack.click(APPROVER, blocks.REJECT, request_id)
+
+
+def _form_choice(slack: SlackDriver, _request_id: str, form: dict[str, Any]) -> httpx.Response:
+    code = {"type": "static_select", "action_id": blocks.SENDER_CODE_ACTION,
+            "selected_option": {"text": {"type": "plain_text", "text": CODE}, "value": CODE}}
+    return slack.post(slack.form_action_body(REQUESTER, form, code, {}))
+
+
+def _home_tab(slack: SlackDriver, _request_id: str, _form: dict[str, Any]) -> httpx.Response:
+    return slack.post(json.dumps(home_opened(APPROVER)), "application/json")
+
+
+@pytest.mark.parametrize(("method", "act"), [
+    ("views.open", _command), ("views.open", _decision_modal), ("views.update", _form_choice),
+    ("views.publish", _home_tab),
+], ids=["command-opens-the-form", "click-opens-a-decision-modal", "choice-redraws-the-form",
+        "home-tab-opened"])
+def test_what_follows_an_answer_never_holds_the_answer_up(
+        method: str, act: Callable[[SlackDriver, str, dict[str, Any]], httpx.Response], db: Database,
+        slack: SlackDriver, fake_slack: FakeSlack) -> None:
+    """Listeners run in their request's own thread, so what they do after acknowledging (a form, a modal,
+    a redraw, a Home tab) is handed off: with Slack holding that call, the request is still answered."""
+    db.allow_sends(REQUESTER, APPROVER)
+    request_id = slack.request(REQUESTER)
+    form = slack.open_form(REQUESTER)
+    before = len(fake_slack.calls(method))
+    fake_slack.hold(method)
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        answered = pool.submit(act, slack, request_id, form)
+        try:
+            assert answered.result(timeout=5).status_code == 200
+        finally:
+            fake_slack.release(method)
+    slack.settle()
+    assert len(fake_slack.calls(method)) == before + 1

@@ -6,7 +6,7 @@ an argument, a traceback) are escaped, so no value can forge a line of its own. 
 is logged: no Slack request body, no WhatCounts URL (httpx logs each one at INFO; it is held at WARNING).
 
 The request id comes from `extra={"request_id": ...}`, from the `current_request` context
-variable (carried into worker threads by `ContextThreadPoolExecutor`), or from a message
+variable (carried into worker threads by `bot.ops.work.RequestScopedWork`), or from a message
 that follows the convention `"request %s: ..."`.
 """
 
@@ -17,13 +17,11 @@ import json
 import logging
 import re
 import sys
-from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import IO, Any
 
 from bot.ops.config import Settings
-from bot.ops.work import InFlight
 from bot.whatcounts.client import basic_auth
 
 REDACTED = "[redacted]"
@@ -48,19 +46,6 @@ QUIETED = {"slack_sdk": logging.INFO, "slack_bolt": logging.INFO, "urllib3": log
 def one_line(text: str) -> str:
     """`text` with every line break and control character escaped (`\\n`, `\\u2028`): one physical line."""
     return _BREAKS.sub(lambda m: _NAMED.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
-
-
-class ContextThreadPoolExecutor(ThreadPoolExecutor):
-    """A thread pool whose tasks run in a copy of the submitter's context (and so its request id)."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.in_flight = InFlight()
-
-    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
-        future = super().submit(contextvars.copy_context().run, fn, *args, **kwargs)
-        self.in_flight.track(future)
-        return future
 
 
 class RequestIdFilter(logging.Filter):

@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import contextvars
 import logging
-from collections.abc import Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.ops import metrics
 from bot.ops.config import Settings
-from bot.ops.work import BackgroundWork
+from bot.ops.work import BackgroundWork, RequestScopedWork
 from bot.requests.choices import RequestForm
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.outbox import Outbox
@@ -49,13 +45,6 @@ class Core:
         self.reads.shutdown()
         self.work.shutdown()
         self.whatcounts.close()
-
-
-class _RequestScopedWork(BackgroundWork):
-    """Background work that runs in the context (and so the request id) of the click that caused it."""
-
-    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        return super().submit(contextvars.copy_context().run, fn, *args)
 
 
 def _observe_send(outcome: Outcome, seconds: float) -> None:
@@ -93,5 +82,5 @@ def build_core(settings: Settings) -> Core:
     # On the life cycle's clock, so that what is pending and what is quiet agree (and tests move both).
     test_sends = TestSends(sessions, whatcounts, limits, clock=lambda session: lifecycle.clock(session),
                            dry_run=dry_run)
-    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), _RequestScopedWork(),
-                test_sends, _RequestScopedWork(name="sms-bot-reads"))
+    return Core(engine, sessions, whatcounts, catalog, cache, form, lifecycle, Outbox(sessions), RequestScopedWork(),
+                test_sends, RequestScopedWork(name="sms-bot-reads"))

@@ -7,6 +7,7 @@ send in flight is finished and recorded before the process ends.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import threading
 from collections.abc import Callable
@@ -52,6 +53,13 @@ class BackgroundWork:
 
     def shutdown(self) -> None:
         self._pool.shutdown(wait=True)
+
+
+class RequestScopedWork(BackgroundWork):
+    """Background work that runs in the context (and so the request id) of the Slack request that caused it."""
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> Future[Any]:
+        return super().submit(contextvars.copy_context().run, fn, *args)
 
 
 def _log_failure(future: Future[Any]) -> None:

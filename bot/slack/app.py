@@ -11,8 +11,9 @@ from typing import Any
 from slack_bolt import App
 
 from bot.ops.config import Settings
-from bot.ops.logs import ContextThreadPoolExecutor, current_request
+from bot.ops.logs import current_request
 from bot.ops.runtime import Core, build_core
+from bot.ops.work import BackgroundWork, RequestScopedWork
 from bot.requests.reminders import Reminders
 from bot.slack import actions, blocks, commands, database_down, decisions, home, test_sends, views
 from bot.slack.cards import CardPublisher, Sweeper
@@ -29,27 +30,28 @@ class Runtime:
     app: App
     publisher: CardPublisher
     sweeper: Sweeper
-    listeners: ContextThreadPoolExecutor  # Bolt's listener pool: what runs after each acknowledgement
+    after_ack: BackgroundWork  # what listeners hand off once they have acknowledged (see `build_runtime`)
     signing_secret: str  # the HTTP edge verifies every body with it before Bolt sees it
 
     def start_background(self) -> None:
         self.sweeper.start()
 
     def wait_idle(self, timeout: float) -> bool:
-        """True once every listener, and the background work they handed off, has finished.
+        """True once the work listeners handed off, and the background work that handed off, has finished.
 
-        Listeners hand work off before they finish, so waiting for them first and then for
-        the work misses nothing. The sweeper is not waited for.
+        Listeners finish before their request is answered, and what runs after an acknowledgement hands
+        its own work off before it finishes, so waiting in this order misses nothing. The sweeper is not
+        waited for.
         """
         deadline = time.monotonic() + timeout
-        return (self.listeners.in_flight.wait_idle(timeout)
+        return (self.after_ack.in_flight.wait_idle(timeout)
                 and self.core.reads.in_flight.wait_idle(max(0.0, deadline - time.monotonic()))
                 and self.core.work.in_flight.wait_idle(max(0.0, deadline - time.monotonic())))
 
     def shutdown(self) -> None:
         """Stop sweeping; let listeners and sends in flight finish and be recorded."""
         self.sweeper.stop()
-        self.listeners.shutdown(wait=True)
+        self.after_ack.shutdown()
         self.core.shutdown()
 
 
@@ -87,10 +89,15 @@ def _bind_request_id(body: dict[str, Any], next_: Callable[[], None]) -> None:
 def build_runtime(settings: Settings) -> Runtime:
     core = build_core(settings)
     client = web_client(settings)
-    listeners = ContextThreadPoolExecutor(max_workers=10, thread_name_prefix="bolt-listener")
+    # Listeners run in their request's own thread and are answered as soon as they return. Bolt's default
+    # runs each on a pool and polls for its ack() every 10 ms, so every answer waits for the next tick while
+    # it holds a server thread (at most 100 answers a second per thread). What comes after an ack (opening a
+    # form or a modal, redrawing a form, a Home tab) is handed to `after_ack`, its own pool, so that no send
+    # in `work` holds up a form whose trigger_id lapses in 3 s.
+    after_ack = RequestScopedWork(max_workers=10, name="sms-bot-slack")
     # The token is checked once by `sms-bot serve` before any worker starts.
     app = App(client=client, signing_secret=settings.slack_signing_secret, token_verification_enabled=False,
-              listener_executor=listeners, before_authorize=pooled_request_client)
+              process_before_response=True, before_authorize=pooled_request_client)
     app.use(_bind_request_id)
     database_down.register(app)
     homes = home.HomePublisher(client, core.lifecycle)
@@ -98,11 +105,12 @@ def build_runtime(settings: Settings) -> Runtime:
     reminders = Reminders(core.sessions, settings.reminder_at_fraction,
                           clock=lambda session: core.lifecycle.clock(session))
     publisher = CardPublisher(client, core.lifecycle, core.outbox, homes.request_changed, reminders)
-    home.register(app, homes)
-    commands.register(app, core.form, core.catalog, core.cache, core.sessions, core.reads)
-    views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed, core.reads)
+    home.register(app, homes, after_ack)
+    commands.register(app, core.form, core.catalog, core.cache, core.sessions, core.reads, after_ack)
+    views.register(app, core.form, core.lifecycle, core.catalog, core.work, homes.request_changed, core.reads,
+                   after_ack)
     actions.register(app, core.lifecycle, publisher, core.work)
-    decisions.register(app, core.lifecycle, publisher, core.work)
+    decisions.register(app, core.lifecycle, publisher, core.work, after_ack)
     test_sends.register(app, core.test_sends, publisher, core.work)
-    return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), listeners,
+    return Runtime(core, app, publisher, Sweeper(publisher, settings.sweep_interval_seconds), after_ack,
                    settings.slack_signing_secret)

@@ -43,9 +43,10 @@ ADMIN_TOO_SLOW = ("The SMS bot's database did not answer in time. A change you a
 
 
 def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesCache,
-             admin_sessions: sessionmaker[Session], reads: BackgroundWork) -> None:
+             admin_sessions: sessionmaker[Session], reads: BackgroundWork, after_ack: BackgroundWork) -> None:
     """`admin_sessions`: the database that `/sms-send admin ...` reads and changes. What needs the
-    database before the acknowledgement runs on `reads` within `ACK_BUDGET` (see `in_time`)."""
+    database before the acknowledgement runs on `reads` within `ACK_BUDGET` (see `in_time`); the form
+    is opened on `after_ack`, once the command is answered."""
     @app.command("/sms-send")
     def sms_send(ack: Ack, command: dict[str, Any], client: WebClient, respond: Respond) -> None:
         text = (command.get("text") or "").strip()
@@ -79,9 +80,12 @@ def register(app: App, form: RequestForm, catalog: MessageCatalog, cache: RulesC
             ack(nothing_to_offer_text(choices.empty))
             return
         ack()
+        after_ack.submit(open_form, command, choices, client, respond)
+
+    def open_form(command: dict[str, Any], choices: FormChoices, client: WebClient, respond: Respond) -> None:
         catalog.warm()  # so the message type-ahead answers from a fresh list
         only = form.code_status(choices.codes[0]) if len(choices.codes) == 1 else None
-        modal = blocks.request_modal(channel_id, command.get("team_id", ""), choices, only, form.dry_run)
+        modal = blocks.request_modal(command["channel_id"], command.get("team_id", ""), choices, only, form.dry_run)
         try:
             client.views_open(trigger_id=command["trigger_id"], view=modal)
         except SlackApiError as exc:

@@ -86,13 +86,12 @@ def _answer(body: dict[str, Any]) -> BoltResponse:
 
 def register(app: App) -> None:
     @app.error
-    def on_listener_error(error: Exception, body: dict[str, Any], response: BoltResponse | None
-                          ) -> BoltResponse | None:
+    def on_listener_error(error: Exception, body: dict[str, Any]) -> BoltResponse | None:
+        """A listener raised before it answered (listeners hand off all they do after answering):
+        the database's absence is said in words; anything else is logged and answered 500."""
         if not is_database_down(error):
             log.error("a Slack listener failed", exc_info=error)
             return None
         cause = getattr(error, "orig", None) or error
         log.warning("the database could not be reached while answering Slack (%s)", type(cause).__name__)
-        if response is None:  # already acknowledged: nothing more can be said in this response
-            return None
         return _answer(body)

@@ -43,16 +43,21 @@ def _request_id(body: dict[str, Any]) -> str:
         return ""
 
 
-def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: BackgroundWork) -> None:
+def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: BackgroundWork,
+             after_ack: BackgroundWork) -> None:
+    """The modals open on `after_ack`, once the click is answered; what a decision sets off runs on `work`."""
     modals: dict[str, tuple[Callable[[RequestView], dict[str, Any]], tuple[State, ...]]] = {
         blocks.REJECT: (blocks.reject_modal, (State.PENDING,)),
         blocks.APPROVE_WITH_NOTE: (blocks.approve_modal, (State.PENDING,)),
         blocks.RECORD_OUTCOME: (blocks.outcome_modal, (State.UNKNOWN,)),
     }
 
-    def open_modal(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
-        """Open the decision's modal at once: a trigger_id is good for 3 s."""
+    def clicked(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         ack()
+        after_ack.submit(open_modal, body, action, client)
+
+    def open_modal(body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
+        """Open the decision's modal at once: a trigger_id is good for 3 s."""
         user_id, channel_id = body["user"]["id"], (body.get("channel") or {}).get("id", "")
         make, states = modals[action["action_id"]]
         try:
@@ -74,7 +79,7 @@ def register(app: App, lifecycle: Lifecycle, publisher: CardPublisher, work: Bac
             tell(client, channel_id, user_id, "Slack did not open the window in time. Click the button again.")
 
     for action_id in modals:
-        app.action(action_id)(open_modal)
+        app.action(action_id)(clicked)
 
     def follow_up(decision: Changed, event: str, user_id: str) -> None:
         """After the decision committed: the card, the thread, and the send an approval claimed."""

@@ -24,6 +24,7 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.ops.work import BackgroundWork
 from bot.requests.lifecycle import Lifecycle
 from bot.requests.overview import Capped, CodeToday, Overview, overview, people_involved
 from bot.requests.reading import RequestView
@@ -164,8 +165,8 @@ class HomePublisher:
                 self.publish(user_id)
 
 
-def register(app: App, homes: HomePublisher) -> None:
+def register(app: App, homes: HomePublisher, after_ack: BackgroundWork) -> None:
     @app.event("app_home_opened")
     def home_opened(event: dict[str, Any]) -> None:
         if event.get("tab", "home") == "home" and event.get("user"):
-            homes.publish(str(event["user"]))
+            after_ack.submit(homes.publish, str(event["user"]))

@@ -47,9 +47,11 @@ def _metadata(view: dict[str, Any]) -> tuple[str, str]:
 
 
 def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: MessageCatalog,
-             work: BackgroundWork, stored: Callable[[RequestView], None], reads: BackgroundWork) -> None:
+             work: BackgroundWork, stored: Callable[[RequestView], None], reads: BackgroundWork,
+             after_ack: BackgroundWork) -> None:
     """`stored`: told of each new request (the approvers' Home tabs), as background work of its own.
-    `reads`: where a submission's checks run, within `ACK_BUDGET` (see `in_time`)."""
+    `reads`: where a submission's checks run, within `ACK_BUDGET` (see `in_time`). `after_ack`: where
+    the form is redrawn, once a choice in it is answered."""
     submission = Submission(lifecycle, card_client(app.client))
 
     def publish(draft: SendRequest) -> Published:
@@ -97,13 +99,13 @@ def register(app: App, form: RequestForm, lifecycle: Lifecycle, catalog: Message
     def sender_code_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Redraw the form with the chosen sender code's groups and rules."""
         ack()
-        redraw(body, client, {"sender_code": (action.get("selected_option") or {}).get("value")})
+        after_ack.submit(redraw, body, client, {"sender_code": (action.get("selected_option") or {}).get("value")})
 
     @app.action(blocks.MESSAGE_ACTION)
     def message_chosen(ack: Ack, body: dict[str, Any], action: dict[str, Any], client: WebClient) -> None:
         """Redraw the form with the chosen message's text, length and segments under its select."""
         ack()
-        redraw(body, client, {"message_name": (action.get("selected_option") or {}).get("value")})
+        after_ack.submit(redraw, body, client, {"message_name": (action.get("selected_option") or {}).get("value")})
 
     @app.view(blocks.REQUEST_CALLBACK)
     def request_submitted(ack: Ack, body: dict[str, Any], view: dict[str, Any]) -> None:
