@@ -310,17 +310,16 @@ class Lifecycle:
         approval can win: SENDING (to be sent by `execute`), SCHEDULED if it has a time to send, or FAILED
         with the reason the checks at approval stop it. None: it is still pending, short of approvals."""
         request_id = request.id
-        approvals = select(func.count()).select_from(Approval).where(
-            Approval.request_id == request_id).scalar_subquery()
-        enough = approvals >= SendRequest.approvals_required
-        if session.scalar(select(SendRequest.id).where(
-                SendRequest.id == request_id, SendRequest.state == State.PENDING, enough)) is None:
+        standing = _standing(session, request)
+        if standing.state != State.PENDING or standing.approvals < request.approvals_required:
             return None
+        enough = select(func.count()).select_from(Approval).where(
+            Approval.request_id == request_id).scalar_subquery() >= SendRequest.approvals_required
         now = self._now(session)
         claimed = scheduled = False
         later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
         listing = None if later else self._listing(started)
-        stop = None if later else self._claim_check(session, request, now, AT_APPROVAL)
+        stop = None if later else self._claim_check(session, request, standing, now, AT_APPROVAL)
         if later:
             scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
                                          SendRequest.expires_at > now)
@@ -365,15 +364,15 @@ class Lifecycle:
         return now + timedelta(seconds=self.whatcounts.max_duration()) + SENDING_GRACE
 
     @staticmethod
-    def _claim_check(session: Session, request: SendRequest, now: datetime, moment: str) -> str | None:
+    def _claim_check(session: Session, request: SendRequest, standing: Standing, now: datetime,
+                     moment: str) -> str | None:
         """What a send is checked against as it is claimed, just before it goes: the grants of the requester
         and the approvers (a revoked grant stops it), and the rules, with the sender code's row locked so that
         concurrent claims of one code count each other's sends. A reason means: do not send."""
         code = request.sender_code
-        if not grants.has_role(session, request.requester_id, Role.REQUESTER, code):
+        if not standing.requester_granted:
             return f"Not sent: the requester no longer holds a requester grant for {code}."
-        approvers = select(Approval.approver_id).where(Approval.request_id == request.id)
-        if grants.holding(session, approvers, Role.APPROVER, code) < request.approvals_required:
+        if standing.approvers_granted < request.approvals_required:
             return "Not sent: an approver's grant was revoked before the send."
         rules = sending.lock_sender_code(session, code)
         if rules is None:
@@ -442,7 +441,7 @@ class Lifecycle:
     def _open_pending(self, session: Session, request_id: str,
                       open_in: tuple[State, ...] = (State.PENDING,)) -> SendRequest | Refused | Closed:
         """The request if it is still pending (or in another of `open_in`); expires it on the way if its time is up."""
-        request = session.get(SendRequest, request_id)
+        request = self._read_with_now(session, request_id)
         if request is None:
             return Refused("This request no longer exists.")
         now = self._now(session)
@@ -605,7 +604,7 @@ class Lifecycle:
             if request.send_at <= now - self.send_at_grace:
                 stop: str | None = missed_send_at(request.send_at, now, self.send_at_grace)
             else:
-                stop = self._claim_check(session, request, now, AT_SEND_AT)
+                stop = self._claim_check(session, request, _standing(session, request), now, AT_SEND_AT)
             listing = self._listing(started) if stop is None else None
             if stop is None:
                 if not self._transition(session, request_id, (State.SCHEDULED,), State.SENDING, due,
@@ -653,6 +652,17 @@ class Lifecycle:
 
     # --- helpers ---------------------------------------------------------------------
 
+    def _read_with_now(self, session: Session, request_id: str) -> SendRequest | None:
+        """The request; on the database's clock, its time for `_now` comes in the same query."""
+        if self.clock is not database_now or "now" in session.info:
+            return session.get(SendRequest, request_id)
+        row = session.execute(select(SendRequest, database_utcnow()).where(SendRequest.id == request_id)).first()
+        if row is None:
+            return None
+        request, session.info["now"] = row
+        assert isinstance(request, SendRequest)
+        return request
+
     def _now(self, session: Session) -> datetime:
         """`clock`, asked once per session (each transaction here has its own): PostgreSQL's now() is the
         transaction's start anyway, and one moment per transaction is what its checks and stamps need."""
@@ -677,6 +687,28 @@ class Lifecycle:
         view = read_view(session, request_id)
         assert view is not None, request_id
         return view
+
+
+@dataclass(frozen=True)
+class Standing:
+    """Where a request stands as its send is claimed, read in one query (`_standing`)."""
+
+    state: State
+    approvals: int
+    approvers_granted: int  # how many of its approvers still hold an approver grant for its sender code
+    requester_granted: bool  # whether its requester still holds a requester grant for it
+
+
+def _standing(session: Session, request: SendRequest) -> Standing:
+    code = request.sender_code
+    approvers = select(Approval.approver_id).where(Approval.request_id == request.id)
+    state, approvals, granted, requester = session.execute(select(
+        SendRequest.state,
+        select(func.count()).select_from(approvers.subquery()).scalar_subquery(),
+        grants.holding(approvers, Role.APPROVER, code),
+        grants.holds(request.requester_id, Role.REQUESTER, code),
+    ).where(SendRequest.id == request.id)).one()
+    return Standing(State(state), approvals, granted, bool(requester))
 
 
 def _time_left(whatcounts: WhatCountsClient, claimed_at: float) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from sqlalchemy import Select, distinct, func, select
+from sqlalchemy import ColumnElement, Exists, ScalarSelect, Select, distinct, func, select
 from sqlalchemy.orm import Session
 
 from bot.store import audit
@@ -32,18 +32,21 @@ def scope_name(scope: str) -> str:
 
 def has_role(session: Session, user_id: str, role: Role, sender_code: str) -> bool:
     """True if the user holds `role` for this sender code or for every sender code."""
-    stmt = select(Grant.id).where(
-        Grant.user_id == user_id, Grant.role == role, Grant.sender_code.in_(scopes_covering(sender_code)),
-    ).limit(1)
-    return session.scalar(stmt) is not None
+    return bool(session.scalar(select(holds(user_id, role, sender_code))))
 
 
-def holding(session: Session, users: Select[str], role: Role, sender_code: str) -> int:
-    """How many of the users that `users` selects (one column of user ids) hold `role` for this sender code."""
-    chosen = users.subquery()
-    held = select(Grant.id).where(Grant.user_id == chosen.c[0], Grant.role == role,
+def holds(user: str | ColumnElement[str], role: Role, sender_code: str) -> Exists:
+    """`has_role` as an SQL expression, for a user id or a column of them, to ask within a larger query."""
+    return select(Grant.id).where(Grant.user_id == user, Grant.role == role,
                                   Grant.sender_code.in_(scopes_covering(sender_code))).exists()
-    return session.scalar(select(func.count(distinct(chosen.c[0]))).where(held)) or 0
+
+
+def holding(users: Select[str], role: Role, sender_code: str) -> ScalarSelect[int]:
+    """How many of the users that `users` selects (one column of user ids) hold `role` for this sender
+    code, as an SQL expression."""
+    chosen = users.subquery()
+    return (select(func.count(distinct(chosen.c[0]))).where(holds(chosen.c[0], role, sender_code))
+            .scalar_subquery())
 
 
 def codes_by_role(session: Session, user_id: str) -> dict[Role, set[str]]:
