@@ -9,6 +9,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -23,7 +24,7 @@ from bot.store import engine as store_engine
 from bot.store.engine import normalize_url
 from bot.store.models import ALL_SENDER_CODES
 from tests.dbproxy import DatabaseProxy, pool_used_up
-from tests.fakes import FakeSlack
+from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
 from tests.harness import CODE, Database, bot_with
 
 SLACK_DEADLINE = 3.0  # seconds: Slack's hard contract for every acknowledgement
@@ -41,6 +42,11 @@ def proxy(db: Database) -> Iterator[DatabaseProxy]:
     server = DatabaseProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
     yield server
     server.close()
+
+
+def _host_and_port(db: Database) -> tuple[str, int]:
+    parts = urlsplit(db.url)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
 
 
 def proxied_url(db: Database, proxy: DatabaseProxy) -> str:
@@ -282,3 +288,52 @@ def test_a_database_server_at_its_connection_limit_is_answered_in_words_in_time(
             connection.execute(text(f'DROP ROLE "{role}"'))
         admin.dispose()
     assert db.request(request_id).state == "sent"
+
+
+@contextmanager
+def sqlite_locked(db: Database) -> Iterator[None]:
+    """Another program holds the SQLite file's write lock until the block ends."""
+    locker = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
+@contextmanager
+def black_holed(proxy: DatabaseProxy) -> Iterator[None]:
+    proxy.black_hole()
+    try:
+        yield
+    finally:
+        proxy.restore()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)
+def test_a_send_whatcounts_accepted_while_the_database_was_away_is_recorded_once_it_is_back(
+        database_url: str, db: Database, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack,
+        fake_whatcounts: FakeWhatCounts) -> None:
+    """WhatCounts cannot be asked again what it answered: the outcome waits for the database, not the sweep's
+    "unknown", and nothing is sent twice."""
+    db.allow_sends("UREQ", "UAPP")
+    fake_whatcounts.reply = WhatCountsReply(200, {"id": 4711, "status": "submitted"}, held=True)
+    with ExitStack() as stack:
+        proxy = None if database_url.startswith("sqlite") else DatabaseProxy(*_host_and_port(db))
+        if proxy is not None:
+            stack.callback(proxy.close)
+        url = env["DATABASE_URL"] if proxy is None else proxied_url(db, proxy)
+        bot, slack = stack.enter_context(bot_with(env, tmp_path, fake_slack, DATABASE_URL=url))
+        request_id = slack.request("UREQ")
+        slack.click("UAPP", "approve", request_id)
+        fake_whatcounts.wait_until(fake_whatcounts.posts, what="the POST")
+        with sqlite_locked(db) if proxy is None else black_holed(proxy):
+            fake_whatcounts.release()  # WhatCounts accepts the send; the database does not answer
+            fake_whatcounts.wait_until(lambda: "outcome sent not recorded yet" in bot.log(), timeout=15,
+                                       what="the outcome tried again")
+        slack.wait_outcome("WhatCounts accepted the send", timeout=20)
+    request = db.request(request_id)
+    assert (request.state, request.whatcounts_id) == ("sent", "4711")
+    assert db.events(request_id) == ["requested", "approved", "sending", "sent"]
+    assert len(fake_whatcounts.posts()) == 1

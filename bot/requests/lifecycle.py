@@ -25,7 +25,8 @@ from datetime import datetime, timedelta
 from typing import Concatenate, ParamSpec
 
 from sqlalchemy import ColumnElement, func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import InstrumentedAttribute, Session, sessionmaker
 
 from bot.requests import approved_text
@@ -55,6 +56,10 @@ TERMINAL_WITH_OUTCOME = (State.SENT, State.FAILED, State.UNKNOWN)
 ENDINGS = (*TERMINAL_WITH_OUTCOME, State.REJECTED, State.CANCELLED, State.EXPIRED)
 # Extra time past the WhatCounts client's own bound before a SENDING request counts as lost.
 SENDING_GRACE = timedelta(seconds=2)
+# Seconds an outcome is tried again while the database does not answer (see `Lifecycle._finish`).
+OUTCOME_PATIENCE = 30.0
+# What of WhatCounts' answer the log keeps when an outcome cannot be recorded: enough to record it by hand.
+ANSWER_DETAILS = ("http_status", "whatcounts_id", "whatcounts_status")
 TOO_LATE = ("Not sent: the bot was held up before it could call WhatCounts, past the time it allows "
             "itself for a send, so it gave up without sending. Request the send again.")
 
@@ -509,18 +514,34 @@ class Lifecycle:
         From UNKNOWN too: a real answer that arrives after a sweep gave up on us still wins. An
         answer that arrives after an outcome was recorded otherwise (an admin's `resolve`) is
         never dropped: see `_late_outcome`. `_audit` overrides what the audit event says.
+
+        WhatCounts cannot be asked again what it answered, so while the database does not answer
+        the outcome is tried again, for up to `OUTCOME_PATIENCE` seconds; then it is logged in
+        full for an admin to record, and the sweep calls the send unknown.
         """
         details = {k: v for k, v in {**values, **(_audit or {})}.items() if v is not None}
-        with self.sessions.begin() as session:
-            if self._transition(session, request.id, (State.SENDING, State.UNKNOWN), state,
-                                finished_at=database_utcnow(), outcome_posted=False, **values):
-                audit.record(session, event, "system", request_id=request.id, sender_code=request.sender_code,
-                             **details)
-            else:
-                self._late_outcome(session, request, state, event, values, details)
-            view = read_view(session, request.id)
-        assert view is not None
-        return view
+        started, pause = time.monotonic(), 0.25
+        while True:
+            try:
+                with self.sessions.begin() as session:
+                    if self._transition(session, request.id, (State.SENDING, State.UNKNOWN), state,
+                                        finished_at=database_utcnow(), outcome_posted=False, **values):
+                        audit.record(session, event, "system", request_id=request.id,
+                                     sender_code=request.sender_code, **details)
+                    else:
+                        self._late_outcome(session, request, state, event, values, details)
+                    return self._require_view_in(session, request.id)
+            except (OperationalError, PoolTimeoutError) as exc:
+                answer = ", ".join(f"{k} {details[k]}" for k in ANSWER_DETAILS if k in details)
+                if time.monotonic() + pause - started > OUTCOME_PATIENCE:
+                    log.error("request %s: outcome %s (%s) not recorded: the database did not answer for %.0f s; "
+                              "record it with `sms-bot resolve` once the sweep calls it unknown", request.id,
+                              event, answer or "no answer from WhatCounts", time.monotonic() - started)
+                    raise
+                log.warning("request %s: outcome %s not recorded yet (%s), trying again in %.2g s", request.id,
+                            event, type(exc).__name__, pause)
+                time.sleep(pause)
+                pause = min(2 * pause, 4.0)
 
     def _late_outcome(self, session: Session, request: SendRequest, state: State, event: str,
                       values: dict[str, object], details: dict[str, object]) -> None:
