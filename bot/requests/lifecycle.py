@@ -20,6 +20,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Concatenate, ParamSpec
@@ -475,7 +476,11 @@ class Lifecycle:
         whatcounts, claimed_at, listing = self.whatcounts, claim.claimed_at, claim.listing
         assert whatcounts is not None and claim.send and claimed_at is not None and listing is not None
         request = claim.view.request
-        stop = approved_text.send_time_problem(request, listing.result())
+        try:  # the listing bounds itself by the same clock; a second's grace, and no wait without end
+            listed = listing.result(timeout=max(0.0, _time_left(whatcounts, claimed_at)) + 1.0)
+        except FutureTimeout:
+            listed = None  # as if WhatCounts could not be asked
+        stop = approved_text.send_time_problem(request, listed)
         if stop is not None:
             return self._finish(request, State.FAILED, "failed", reason=stop)
         if request.dry_run or self.dry_run:
