@@ -218,14 +218,15 @@ def test_rejecting_on_the_card_refreshes_the_home_tabs_of_requester_and_approver
         assert "Nothing is waiting" in text(section(published(slack.slack, approver)[-1], "Waiting for my approval"))
 
 
-def test_an_admin_sees_each_code_with_todays_cap_use_and_quiet_hours_and_whether_they_apply_now(
+def test_an_admin_sees_each_code_with_its_approvals_todays_cap_use_and_quiet_hours_and_whether_they_apply_now(
         db: Database, slack: SlackDriver) -> None:
     now = datetime.now(UTC)
     quiet_now = f"{format_time((now - timedelta(hours=1)).time())}-{format_time((now + timedelta(hours=1)).time())}"
     later = f"{format_time((now + timedelta(hours=3)).time())}-{format_time((now + timedelta(hours=4)).time())}"
     db.allow_sends(REQUESTER, APPROVER, daily_cap=5)
     with db.sessions.begin() as session:  # the two windows, through the registry as an admin sets them
-        set_sender_code(session, "5550001111", "test", label="Alerts", quiet_hours=quiet_now, timezone="UTC")
+        set_sender_code(session, "5550001111", "test", label="Alerts", quiet_hours=quiet_now, timezone="UTC",
+                        approvals=2, approvals_all_contacts=3)
         set_sender_code(session, CODE, "test", quiet_hours=later, timezone="UTC")
     db.grant(ADMIN, "admin", ALL_SENDER_CODES)
     request_id = slack.request(REQUESTER)
@@ -236,8 +237,10 @@ def test_an_admin_sees_each_code_with_todays_cap_use_and_quiet_hours_and_whether
 
     assert headers(home)[-3:] == ["Sender codes I administer", "Outcome unknown", "Scheduled sends"]
     codes = text(section(home, "Sender codes I administer"))
-    assert f"*{CODE}* · 1 of 5 sends today · quiet hours {later} UTC: not in effect now" in codes
-    assert f"*5550001111* (Alerts) · 0 sends today, no cap · quiet hours {quiet_now} UTC: *in effect now*" in codes
+    assert (f"*{CODE}* · 1 approval needed · 1 of 5 sends today · quiet hours {later} UTC: not in effect now"
+            in codes)
+    assert (f"*5550001111* (Alerts) · 2 approvals needed (3 for All contacts) · 0 sends today, no cap · "
+            f"quiet hours {quiet_now} UTC: *in effect now*" in codes)
     assert "No send has an unknown outcome." in text(section(home, "Outcome unknown"))
     assert "Administer: every sender code" in text(section(home, "My roles"))
 

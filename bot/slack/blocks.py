@@ -123,10 +123,15 @@ def policy_summary(status: CodeStatus) -> str:
     cap = f"{status.sends_today} of {s.daily_cap} sends used today" if s.daily_cap else "no daily cap"
     quiet = (f"quiet hours {s.quiet_hours}" + (" *(in effect now)*" if status.quiet_now else "")
              if s.quiet_hours else "no quiet hours")
-    approvals = f"{s.approvals} approval{'s' if s.approvals != 1 else ''} needed"
-    if (all_contacts := s.approvals_for(None)) != s.approvals:
-        approvals += f" ({all_contacts} for All contacts)"
-    return f"*{escape(s.label or s.code)}*: {approvals} · {cap} · {quiet}"
+    return f"*{escape(s.label or s.code)}*: {approvals_needed(s)} · {cap} · {quiet}"
+
+
+def approvals_needed(rules: SenderCodeRules) -> str:
+    """How many approvals a send of the code needs, and how many for All contacts where that differs."""
+    words = f"{rules.approvals} approval{'s' if rules.approvals != 1 else ''} needed"
+    if (all_contacts := rules.approvals_for(None)) != rules.approvals:
+        words += f" ({all_contacts} for All contacts)"
+    return words
 
 
 def request_modal(channel_id: str, team_id: str, choices: FormChoices, status: CodeStatus | None,

@@ -129,7 +129,7 @@ def _code(c: CodeToday) -> str:
            else f"{c.sends_today} sends today, no cap")
     quiet = (f"quiet hours {rules.quiet_hours}: " + ("*in effect now*" if c.quiet_now else "not in effect now")
              if rules.quiet_hours else "no quiet hours")
-    return f"*{rules.code}*{label} · {cap} · {quiet}"
+    return f"*{rules.code}*{label} · {blocks.approvals_needed(rules)} · {cap} · {quiet}"
 
 
 class HomePublisher:
