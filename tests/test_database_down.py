@@ -326,12 +326,16 @@ def test_a_send_whatcounts_accepted_while_the_database_was_away_is_recorded_once
         url = env["DATABASE_URL"] if proxy is None else proxied_url(db, proxy)
         bot, slack = stack.enter_context(bot_with(env, tmp_path, fake_slack, DATABASE_URL=url))
         request_id = slack.request("UREQ")
+        fake_slack.hold("chat.update")  # the "sending" card, too, is recorded while the database is away
         slack.click("UAPP", "approve", request_id)
         fake_whatcounts.wait_until(fake_whatcounts.posts, what="the POST")
         with sqlite_locked(db) if proxy is None else black_holed(proxy):
+            fake_slack.release("chat.update")
             fake_whatcounts.release()  # WhatCounts accepts the send; the database does not answer
             fake_whatcounts.wait_until(lambda: "outcome sent not recorded yet" in bot.log(), timeout=15,
                                        what="the outcome tried again")
+            fake_whatcounts.wait_until(lambda: "sending card was not recorded as shown" in bot.log(), timeout=15,
+                                       what="the sending card's failure logged, in one line")
         slack.wait_outcome("WhatCounts accepted the send", timeout=20)
     request = db.request(request_id)
     assert (request.state, request.whatcounts_id) == ("sent", "4711")

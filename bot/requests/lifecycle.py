@@ -324,8 +324,8 @@ class Lifecycle:
         now = self._now(session)
         claimed = scheduled = False
         later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
-        listing = None if later else self._listing(started)
         stop = None if later else self._claim_check(session, request, standing, now, AT_APPROVAL)
+        listing = self._listing(started) if not later and stop is None else None
         if later:
             scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
                                          SendRequest.expires_at > now)
@@ -348,9 +348,9 @@ class Lifecycle:
         return Changed(view, send=True, claimed_at=started, listing=listing) if claimed else Changed(view)
 
     def _listing(self, started: float) -> Future[list[SmsMessage] | None]:
-        """WhatCounts' messages listed on a thread of its own, begun as a send is being claimed: the
+        """WhatCounts' messages listed on a thread of its own, begun once a claim's checks have passed: the
         approved-text check then waits for no round trip to WhatCounts after the claim commits. It only
-        reads, so a claim that does not happen simply drops it."""
+        reads, so a claim that another process wins simply drops it."""
         whatcounts = self.whatcounts
         assert whatcounts is not None
         listing: Future[list[SmsMessage] | None] = Future()

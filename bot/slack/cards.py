@@ -22,6 +22,7 @@ from bot.requests.outbox import Outbox
 from bot.requests.reading import RequestView
 from bot.requests.reminders import Reminder, Reminders
 from bot.slack import blocks
+from bot.slack.database_down import DATABASE_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -96,10 +97,16 @@ class CardPublisher:
         card is done, so the older card can never arrive last."""
         view = claim.view
 
-        def sending() -> None:
-            self.refresh(view, tabs=False)  # the Home tabs follow with the outcome
-            if reply is not None:
-                self.reply(view, reply)
+        def sending() -> None:  # a thread of its own: nothing above it would log what it raises
+            try:
+                self.refresh(view, tabs=False)  # the Home tabs follow with the outcome
+                if reply is not None:
+                    self.reply(view, reply)
+            except DATABASE_ERRORS as exc:
+                log.warning("request %s: the sending card was not recorded as shown (%s); the sweep shows it "
+                            "again", view.request.id, type(exc).__name__)
+            except Exception:
+                log.exception("request %s: the sending card failed", view.request.id)
         shown = threading.Thread(target=sending, name=f"sms-bot-card-{view.request.id}")
         try:
             outcome = self.lifecycle.execute(claim, posted=shown.start)
