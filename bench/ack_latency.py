@@ -271,7 +271,9 @@ def drive(port: int, body_file: Path, concurrency: int, requests: int, fresh_con
          "--concurrency", str(concurrency), "--requests", str(requests), "--warmup", str(warmup(concurrency)),
          *(["--close"] if fresh_connections else [])],
         env={**os.environ, "SLACK_SIGNING_SECRET": SIGNING_SECRET}, cwd=ROOT, capture_output=True, text=True,
-        timeout=300, check=True)
+        timeout=300)
+    if result.returncode != 0:  # say why: the load generator's own traceback
+        raise RuntimeError(f"bench.load against port {port} exited {result.returncode}:\n{result.stderr[-3000:]}")
     figures: dict[str, Any] = json.loads(result.stdout)
     return figures
 
