@@ -378,6 +378,9 @@ def form_errors(response: httpx.Response) -> dict[str, str]:
     return errors
 
 
+_home_events = itertools.count(1)
+
+
 class SlackDriver:
     """Acts as Slack towards the bot at `bot_url` (in-process or a process): signed slash commands,
     form submissions and clicks; and waits for what the bot then tells Slack."""
@@ -594,6 +597,15 @@ class SlackDriver:
         self._join(timeout)
         return self.slack.wait_for("chat.postMessage",
                                    lambda p: bool(p.get("thread_ts")) and contains in p.get("text", ""), timeout)
+
+
+def home_opened(user_id: str) -> dict[str, Any]:
+    """The Events API's `app_home_opened`, as Slack delivers it."""
+    n = next(_home_events)
+    return {"token": "legacy-verification-token", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
+            "event_id": f"Ev{n:08d}", "event_time": int(time.time()),
+            "event": {"type": "app_home_opened", "user": user_id, "channel": f"D{n:08d}", "tab": "home",
+                      "event_ts": f"{time.time():.6f}"}}
 
 
 def request_id_of(card: dict[str, Any]) -> str:

@@ -38,8 +38,7 @@ ON_SQLITE = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 @pytest.fixture
 def proxy(db: Database) -> Iterator[DatabaseProxy]:
-    parts = urlsplit(db.url)
-    server = DatabaseProxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    server = DatabaseProxy(*_host_and_port(db))
     yield server
     server.close()
 
@@ -52,6 +51,27 @@ def _host_and_port(db: Database) -> tuple[str, int]:
 def proxied_url(db: Database, proxy: DatabaseProxy) -> str:
     target = urlsplit(db.url)
     return db.url.replace(f"{target.hostname}:{target.port}", f"127.0.0.1:{proxy.port}")
+
+
+@contextmanager
+def sqlite_locked(db: Database) -> Iterator[None]:
+    """Another program holds the SQLite file's write lock until the block ends."""
+    locker = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
+    locker.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        locker.execute("ROLLBACK")
+        locker.close()
+
+
+@contextmanager
+def black_holed(proxy: DatabaseProxy) -> Iterator[None]:
+    proxy.black_hole()
+    try:
+        yield
+    finally:
+        proxy.restore()
 
 
 def timed(call: Callable[[], httpx.Response]) -> tuple[httpx.Response, float]:
@@ -116,7 +136,6 @@ def test_a_black_holed_database_gets_every_slack_request_an_answer_and_the_bot_r
 def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_back(
         db: Database, proxy: DatabaseProxy, env: dict[str, str], tmp_path: Path, fake_slack: FakeSlack) -> None:
     db.allow_sends("UREQ", "UAPP")
-    target = urlsplit(db.url)
     with bot_with(env, tmp_path, fake_slack, DATABASE_URL=proxied_url(db, proxy)) as (bot, slack):
         request_id = slack.request("UREQ")
         proxy.close()  # the database stops: its connections are cut and its port refuses new ones
@@ -127,7 +146,7 @@ def test_a_database_that_is_gone_is_answered_in_words_and_used_again_when_it_is_
         slack.click("UAPP", "approve", request_id)
         slack.wait_ephemeral("UAPP", DATABASE_DOWN)
 
-        back = DatabaseProxy(target.hostname or "127.0.0.1", target.port or 5432, listen_port=proxy.port)
+        back = DatabaseProxy(*_host_and_port(db), listen_port=proxy.port)
         try:
             fake_slack.wait_until(lambda: bot.get("/readyz").status_code == 200,
                                   timeout=15, what="/readyz to say ready again")
@@ -145,9 +164,7 @@ def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_b
     with bot_with(env, tmp_path, fake_slack) as (_bot, slack):
         request_id = slack.request("UREQ")
         form = slack.open_form("UREQ")
-        locker = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
-        locker.execute("BEGIN EXCLUSIVE")  # another program holds the write lock and does not let go
-        try:
+        with sqlite_locked(db):  # another program holds the write lock and does not let go
             submitted, seconds = timed(lambda: slack.submit("UREQ", form, message_name="Spring Sale", sender_code=CODE,
                                                             campaign_name="Locked out", group_name=ALL_CONTACTS))
             assert submitted.status_code == 200 and seconds < SLACK_DEADLINE
@@ -162,9 +179,6 @@ def test_a_sqlite_file_locked_by_another_program_gets_answers_in_words_and_the_b
             clicked, seconds = timed(lambda: slack.click("UAPP", "approve", request_id))
             assert clicked.status_code == 200 and seconds < SLACK_DEADLINE
             slack.wait_ephemeral("UAPP", DATABASE_DOWN)
-        finally:
-            locker.execute("ROLLBACK")
-            locker.close()
         assert slack.click("UAPP", "approve", request_id).status_code == 200
         slack.wait_outcome("4711", timeout=15)
     assert [(r.campaign_name, r.state) for r in db.requests()] == [("Spring 2026", "sent")]
@@ -288,27 +302,6 @@ def test_a_database_server_at_its_connection_limit_is_answered_in_words_in_time(
             connection.execute(text(f'DROP ROLE "{role}"'))
         admin.dispose()
     assert db.request(request_id).state == "sent"
-
-
-@contextmanager
-def sqlite_locked(db: Database) -> Iterator[None]:
-    """Another program holds the SQLite file's write lock until the block ends."""
-    locker = sqlite3.connect(db.url.removeprefix("sqlite:///"), isolation_level=None)
-    locker.execute("BEGIN EXCLUSIVE")
-    try:
-        yield
-    finally:
-        locker.execute("ROLLBACK")
-        locker.close()
-
-
-@contextmanager
-def black_holed(proxy: DatabaseProxy) -> Iterator[None]:
-    proxy.black_hole()
-    try:
-        yield
-    finally:
-        proxy.restore()
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgresql"], indirect=True)

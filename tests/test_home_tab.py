@@ -19,7 +19,7 @@ from bot.store.engine import database_now
 from bot.store.models import ALL_SENDER_CODES
 from tests.dbproxy import DatabaseProxy
 from tests.fakes import FakeSlack, FakeWhatCounts, WhatCountsReply
-from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with, in_process_bot
+from tests.harness import CHANNEL, CODE, Database, SlackDriver, bot_with, home_opened, in_process_bot
 from tests.test_database_down import ON_POSTGRESQL, proxy
 from tests.test_socket_mode import APP_TOKEN, FakeSocketModeEndpoint, socket_endpoint
 
@@ -41,15 +41,6 @@ def open_home(slack: SlackDriver, user_id: str) -> dict[str, Any]:
         return views[-1] if len(views) > before else None
 
     return slack.slack.wait_until(newly_published, what=f"views.publish for {user_id}")
-
-
-def home_opened(user_id: str) -> dict[str, Any]:
-    """The Events API's `app_home_opened`, as Slack delivers it."""
-    n = next(_events)
-    return {"token": "legacy-verification-token", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-            "event_id": f"Ev{n:08d}", "event_time": int(time.time()),
-            "event": {"type": "app_home_opened", "user": user_id, "channel": f"D{n:08d}", "tab": "home",
-                      "event_ts": f"{time.time():.6f}"}}
 
 
 def published(fake: FakeSlack, user_id: str) -> list[dict[str, Any]]:

@@ -206,13 +206,15 @@ def test_a_send_held_up_past_its_claims_deadline_stops_without_sending(
     storm) past the time its claim allows, after which a sweep may already call the send lost, never sends."""
     quick = WhatCountsClient(fake_whatcounts.url, WHATCOUNTS_REALM, WHATCOUNTS_PASSWORD, timeout=0.2)
     stalling = Lifecycle(db.sessions, quick, request_ttl=TTL, clock=lifecycle.clock)
-    claim = claimed(stalling)
-    time.sleep(quick.max_duration())
-    finished = stalling.execute(claim)
+    try:
+        claim = claimed(stalling)
+        time.sleep(quick.max_duration())
+        finished = stalling.execute(claim)
+    finally:
+        quick.close()
     assert (finished.request.state, finished.request.reason) == (State.FAILED, TOO_LATE)
     assert fake_whatcounts.posts() == []
     assert db.events(claim.view.request.id) == ["requested", "approved", "sending", "failed"]
-    quick.close()
 
 
 # --- races ----------------------------------------------------------------------------------

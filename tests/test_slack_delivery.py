@@ -33,10 +33,10 @@ from tests.harness import (
     InProcessBot,
     SlackDriver,
     bot_with,
+    home_opened,
     request_id_of,
     running_bot,
 )
-from tests.test_home_tab import home_opened
 
 REQUESTER, APPROVER = "UREQUESTER", "UAPPROVER"
 FORM = {"message_name": "Spring Sale", "sender_code": CODE, "campaign_name": "Spring 2026",

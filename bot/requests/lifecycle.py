@@ -91,17 +91,26 @@ class Closed:
 
 
 @dataclass(frozen=True)
+class SendClaim:
+    """What `execute` needs of the claim it sends for."""
+
+    # time.monotonic() before the claiming transaction began. The claim's sending deadline runs from no
+    # earlier than this, so `execute` can tell what is left of it without asking the database.
+    claimed_at: float
+    # WhatCounts' messages, listed afresh once the claim's checks passed, for the approved-text check.
+    listing: Future[list[SmsMessage] | None]
+
+
+@dataclass(frozen=True)
 class Changed:
-    """The user's action took effect. `send` is True for the one claim that must now send (see `execute`)."""
+    """The user's action took effect. `claim` is set for the one claim that must now send (see `execute`)."""
 
     view: RequestView
-    send: bool = False
-    # With `send`: time.monotonic() before the claiming transaction began. The claim's sending deadline
-    # runs from no earlier than this, so `execute` can tell what is left of it without asking the database.
-    claimed_at: float | None = None
-    # With `send`: WhatCounts' messages, listed afresh from the moment the approvals were complete, for
-    # `execute` to check the approved text against (see `Lifecycle._listing`).
-    listing: Future[list[SmsMessage] | None] | None = None
+    claim: SendClaim | None = None
+
+    @property
+    def send(self) -> bool:
+        return self.claim is not None
 
 
 Decision = Refused | Closed | Changed
@@ -325,7 +334,7 @@ class Lifecycle:
         claimed = scheduled = False
         later = request.send_at is not None  # approved, it waits for its time (`start_due_sends`)
         stop = None if later else self._claim_check(session, request, standing, now, AT_APPROVAL)
-        listing = self._listing(started) if not later and stop is None else None
+        sending = self._begin_send(started) if not later and stop is None else None
         if later:
             scheduled = self._transition(session, request_id, (State.PENDING,), State.SCHEDULED, enough,
                                          SendRequest.expires_at > now)
@@ -345,12 +354,12 @@ class Lifecycle:
         view = self._require_view_in(session, request_id)
         if not claimed and not scheduled and view.request.state not in (State.PENDING, State.FAILED):
             return Closed(view)  # another approval won the race; ours changed nothing that matters
-        return Changed(view, send=True, claimed_at=started, listing=listing) if claimed else Changed(view)
+        return Changed(view, sending if claimed else None)
 
-    def _listing(self, started: float) -> Future[list[SmsMessage] | None]:
-        """WhatCounts' messages listed on a thread of its own, begun once a claim's checks have passed: the
-        approved-text check then waits for no round trip to WhatCounts after the claim commits. It only
-        reads, so a claim that another process wins simply drops it."""
+    def _begin_send(self, started: float) -> SendClaim:
+        """A claim whose checks have passed, begun `started`: WhatCounts' messages are listed on a thread
+        of its own from now, so the approved-text check waits for no round trip to WhatCounts after the
+        claim commits. It only reads, so a claim that another process wins simply drops it."""
         whatcounts = self.whatcounts
         assert whatcounts is not None
         listing: Future[list[SmsMessage] | None] = Future()
@@ -362,7 +371,7 @@ class Lifecycle:
                 listing.set_exception(exc)
         threading.Thread(target=contextvars.copy_context().run, args=(run,), name="sms-bot-listing",
                          daemon=True).start()
-        return listing
+        return SendClaim(started, listing)
 
     def _sending_deadline(self, now: datetime) -> datetime:
         """When a send claimed `now` counts as lost: after the longest `execute` can take, and a grace."""
@@ -447,7 +456,7 @@ class Lifecycle:
     def _open_pending(self, session: Session, request_id: str,
                       open_in: tuple[State, ...] = (State.PENDING,)) -> SendRequest | Refused | Closed:
         """The request if it is still pending (or in another of `open_in`); expires it on the way if its time is up."""
-        request = self._read_with_now(session, request_id)
+        request = session.get(SendRequest, request_id)
         if request is None:
             return Refused("This request no longer exists.")
         now = self._now(session)
@@ -463,8 +472,8 @@ class Lifecycle:
 
     # --- sending ---------------------------------------------------------------------
 
-    def execute(self, claim: Changed, posted: Callable[[], None] | None = None) -> RequestView:
-        """Call WhatCounts for a send this process claimed (`claim.send`), and record the outcome;
+    def execute(self, claimed: Changed, posted: Callable[[], None] | None = None) -> RequestView:
+        """Call WhatCounts for a send this process claimed (`claimed.claim`), and record the outcome;
         `posted` is called once the POST is written, while WhatCounts' answer is awaited.
 
         Nothing is written between the claim and the POST: the claim's sending deadline covers the
@@ -473,11 +482,11 @@ class Lifecycle:
         counted on this process's clock from before the claim. So no sweep can give the send up for
         lost while it is still under way here, and a send held up past its deadline stops unsent.
         """
-        whatcounts, claimed_at, listing = self.whatcounts, claim.claimed_at, claim.listing
-        assert whatcounts is not None and claim.send and claimed_at is not None and listing is not None
-        request = claim.view.request
+        whatcounts, claim = self.whatcounts, claimed.claim
+        assert whatcounts is not None and claim is not None
+        request = claimed.view.request
         try:  # the listing bounds itself by the same clock; a second's grace, and no wait without end
-            listed = listing.result(timeout=max(0.0, _time_left(whatcounts, claimed_at)) + 1.0)
+            listed = claim.listing.result(timeout=max(0.0, _time_left(whatcounts, claim.claimed_at)) + 1.0)
         except FutureTimeout:
             listed = None  # as if WhatCounts could not be asked
         stop = approved_text.send_time_problem(request, listed)
@@ -486,7 +495,7 @@ class Lifecycle:
         if request.dry_run or self.dry_run:
             return self._finish(request, State.SENT, "sent", whatcounts_status="dry run", dry_run=True,
                                 reason=dry_run_summary(request))
-        if (budget := _time_left(whatcounts, claimed_at)) <= 0:
+        if (budget := _time_left(whatcounts, claim.claimed_at)) <= 0:
             return self._finish(request, State.FAILED, "failed", reason=TOO_LATE)
         outcome = whatcounts.send(request.message_name, request.sender_code, request.campaign_name,
                                   request.description, request.group_name, budget=budget, written=posted)
@@ -537,8 +546,8 @@ class Lifecycle:
                         self._late_outcome(session, request, state, event, values, details)
                     return self._require_view_in(session, request.id)
             except (OperationalError, PoolTimeoutError) as exc:
-                answer = ", ".join(f"{k} {details[k]}" for k in ANSWER_DETAILS if k in details)
                 if time.monotonic() + pause - started > OUTCOME_PATIENCE:
+                    answer = ", ".join(f"{k} {details[k]}" for k in ANSWER_DETAILS if k in details)
                     log.error("request %s: outcome %s (%s) not recorded: the database did not answer for %.0f s; "
                               "record it with `sms-bot resolve` once the sweep calls it unknown", request.id,
                               event, answer or "no answer from WhatCounts", time.monotonic() - started)
@@ -631,7 +640,7 @@ class Lifecycle:
                 stop: str | None = missed_send_at(request.send_at, now, self.send_at_grace)
             else:
                 stop = self._claim_check(session, request, _standing(session, request), now, AT_SEND_AT)
-            listing = self._listing(started) if stop is None else None
+            sending = self._begin_send(started) if stop is None else None
             if stop is None:
                 if not self._transition(session, request_id, (State.SCHEDULED,), State.SENDING, due,
                                         sending_deadline=self._sending_deadline(now)):
@@ -645,7 +654,7 @@ class Lifecycle:
             else:
                 return None
             view = self._require_view_in(session, request_id)
-        return Changed(view, send=True, claimed_at=started, listing=listing) if stop is None else Changed(view)
+        return Changed(view, sending)
 
     def expire_due(self) -> list[RequestView]:
         return self._sweep(State.PENDING, SendRequest.expires_at, State.EXPIRED, "expired",
@@ -677,17 +686,6 @@ class Lifecycle:
         return changed
 
     # --- helpers ---------------------------------------------------------------------
-
-    def _read_with_now(self, session: Session, request_id: str) -> SendRequest | None:
-        """The request; on the database's clock, its time for `_now` comes in the same query."""
-        if self.clock is not database_now or "now" in session.info:
-            return session.get(SendRequest, request_id)
-        row = session.execute(select(SendRequest, database_utcnow()).where(SendRequest.id == request_id)).first()
-        if row is None:
-            return None
-        request, session.info["now"] = row
-        assert isinstance(request, SendRequest)
-        return request
 
     def _now(self, session: Session) -> datetime:
         """`clock`, asked once per session (each transaction here has its own): PostgreSQL's now() is the
